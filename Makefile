@@ -1,0 +1,38 @@
+# The commands the README tells people to type. The real work is in
+# scripts/ and meson; this file only names it.
+BUILD ?= build
+
+.PHONY: all setup build kernel test test-unit test-vm demo clean help
+
+all: build
+
+help:
+	@echo "make demo    set up, build, and run the main job end to end"
+	@echo "make test    set up, build (kernel too), run the unit and vm suites"
+	@echo "make setup   install the Debian packages the project needs"
+	@echo "make build   configure and build into ./$(BUILD)"
+	@echo "make kernel  build (or find in the cache) the guest kernel"
+
+setup:
+	@scripts/setup
+
+build:
+	@scripts/build $(BUILD)
+
+kernel:
+	@kernel/build >/dev/null
+
+test:
+	@scripts/test
+
+test-unit:
+	@scripts/test --suite unit
+
+test-vm:
+	@scripts/test --suite vm
+
+demo:
+	@scripts/demo
+
+clean:
+	rm -rf $(BUILD) build-test

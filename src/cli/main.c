@@ -1,0 +1,49 @@
+/*
+ * supermachine: the command-line front end. Each subcommand lives in its
+ * own file and registers here.
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <supermachine.h>
+
+static int cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("supermachine %s\n", sm_version());
+	return 0;
+}
+
+static const struct cli_command commands[] = {
+	{ "version", "print the version", cmd_version },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: supermachine COMMAND [ARGS...]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\n'supermachine COMMAND --help' describes a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version"))
+		return cmd_version(0, NULL);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "supermachine: unknown command '%s' (see 'supermachine --help')\n", argv[1]);
+	return 2;
+}
