@@ -1,0 +1,132 @@
+/*
+ * virtio-mmio (version 2) transport and the interface between it and each
+ * device model.
+ *
+ * Threads: register accesses (virtio_mmio_read/write) arrive on vCPU
+ * threads and run under dev->lock. Queue notifications arrive through an
+ * ioeventfd on the event loop thread and call ops->queue_notify without the
+ * lock held; a device takes dev->lock itself around state it shares with
+ * register accesses. Interrupts leave through dev->irq_fd (an eventfd bound
+ * to the device's GSI with KVM_IRQFD) so no thread ever waits on the guest.
+ */
+#ifndef SM_DEVICES_VIRTIO_H
+#define SM_DEVICES_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "devices/virtio/virtq.h"
+#include "vmm/guest_mem.h"
+
+#define VIRTIO_MAX_QUEUES 8
+#define VIRTIO_MMIO_SIZE 0x1000
+
+/* device IDs (virtio 1.x section 5) */
+#define VIRTIO_ID_NET 1
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_RNG 4
+#define VIRTIO_ID_BALLOON 5
+#define VIRTIO_ID_VSOCK 19
+
+/* feature bits common to every device */
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX 29
+#define VIRTIO_F_VERSION_1 32
+
+/* device status bits */
+#define VIRTIO_STATUS_ACKNOWLEDGE 1
+#define VIRTIO_STATUS_DRIVER 2
+#define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 64
+#define VIRTIO_STATUS_FAILED 128
+
+/* InterruptStatus bits */
+#define VIRTIO_INT_VRING 1
+#define VIRTIO_INT_CONFIG 2
+
+struct virtio_dev;
+struct snap_writer;
+struct snap_reader;
+
+struct virtio_dev_ops {
+	const char *name; /* "blk", "vsock", ...: used in log lines */
+	uint32_t device_id;
+	uint16_t num_queues;
+	/* Device-specific feature bits offered (the transport adds VERSION_1,
+	 * EVENT_IDX and INDIRECT_DESC). */
+	uint64_t (*features)(struct virtio_dev *d);
+	/* Device config space: reads/writes within [0, config_size) only; the
+	 * transport has already bounds-checked off+len. */
+	uint32_t config_size;
+	void (*config_read)(struct virtio_dev *d, uint32_t off, void *data, uint32_t len);
+	void (*config_write)(struct virtio_dev *d, uint32_t off, const void *data, uint32_t len);
+	/* The driver set DRIVER_OK: queues are validated and ready. Called under
+	 * dev->lock. Return -errno to fail the device. */
+	int (*activate)(struct virtio_dev *d);
+	/* The driver wrote 0 to Status (or the VMM resets the device): forget all
+	 * queue and in-flight state. Called under dev->lock. */
+	void (*reset)(struct virtio_dev *d);
+	/* The guest kicked queue q (event loop thread, lock not held). */
+	void (*queue_notify)(struct virtio_dev *d, uint16_t q);
+	/* Snapshot of the device-specific state (the transport saves its own and
+	 * the queues). May be NULL if the device has none. */
+	int (*save)(struct virtio_dev *d, struct snap_writer *w);
+	int (*restore)(struct virtio_dev *d, struct snap_reader *r);
+};
+
+struct virtio_dev {
+	const struct virtio_dev_ops *ops;
+	void *priv; /* the device model's own state */
+	const struct guest_mem *mem;
+	pthread_mutex_t lock;
+
+	/* placement, fixed at creation */
+	uint64_t mmio_base;
+	uint32_t gsi;
+	int irq_fd; /* eventfd wired to gsi with KVM_IRQFD; -1 in unit tests */
+
+	/* transport registers */
+	uint32_t status;
+	uint32_t dev_features_sel, drv_features_sel;
+	uint64_t drv_features; /* acked by the driver */
+	uint32_t queue_sel;
+	uint32_t interrupt_status;
+	uint32_t config_generation;
+	struct virtq vq[VIRTIO_MAX_QUEUES];
+
+	bool failed_logged;
+	FILE *log; /* where warnings go (the worker's log); NULL = stderr */
+};
+
+/* Sets up the transport state for a device model; does not register anything with KVM. */
+void virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, void *priv,
+		     const struct guest_mem *mem, uint64_t mmio_base, uint32_t gsi, int irq_fd);
+void virtio_dev_destroy(struct virtio_dev *d);
+
+/* Register accesses at offset off (0 <= off < VIRTIO_MMIO_SIZE) from a vCPU. */
+void virtio_mmio_read(struct virtio_dev *d, uint64_t off, void *data, uint32_t len);
+void virtio_mmio_write(struct virtio_dev *d, uint64_t off, const void *data, uint32_t len);
+
+/* Is the driver done with setup (DRIVER_OK and not failed)? */
+bool virtio_dev_live(const struct virtio_dev *d);
+
+/* After pushing used buffers to queue q: interrupt the guest if it wants one. */
+void virtio_dev_notify_used(struct virtio_dev *d, uint16_t q);
+/* The device config changed: bump the generation and interrupt. */
+void virtio_dev_config_changed(struct virtio_dev *d);
+
+/*
+ * The guest broke the protocol: set DEVICE_NEEDS_RESET, interrupt the
+ * driver, log the reason once, and stop processing until reset. Never
+ * aborts the worker.
+ */
+__attribute__((format(printf, 2, 3)))
+void virtio_dev_fail(struct virtio_dev *d, const char *fmt, ...);
+
+/* The kernel command line fragment that declares this device. */
+int virtio_dev_cmdline(const struct virtio_dev *d, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * Guest physical memory as the VMM and the devices see it.
+ *
+ * Every address a guest hands us goes through guest_mem_ptr(), which
+ * returns a host pointer only when the whole range lies inside one RAM
+ * region. Devices never compute host addresses themselves.
+ */
+#ifndef SM_VMM_GUEST_MEM_H
+#define SM_VMM_GUEST_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GUEST_MEM_MAX_REGIONS 4
+
+struct guest_region {
+	uint64_t gpa;  /* first guest-physical address */
+	uint64_t size; /* bytes */
+	uint8_t *hva;  /* host mapping of gpa */
+	uint64_t file_offset; /* offset of gpa's page in the backing file */
+};
+
+struct guest_mem {
+	struct guest_region regions[GUEST_MEM_MAX_REGIONS];
+	unsigned nregions;
+	uint64_t ram_size; /* total RAM bytes over all regions */
+	int fd;            /* memfd (fresh boot) or snapshot memory file; -1 if none */
+};
+
+/*
+ * Host pointer for guest range [gpa, gpa + len), or NULL if any byte of it
+ * is outside RAM, or the range wraps. len == 0 is checked as len == 1 so a
+ * pointer to an empty buffer is still a valid guest address.
+ */
+static inline void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	if (len == 0)
+		len = 1;
+	if (gpa + len < gpa)
+		return NULL;
+	for (unsigned i = 0; i < m->nregions; i++) {
+		const struct guest_region *r = &m->regions[i];
+		if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa))
+			return r->hva + (gpa - r->gpa);
+	}
+	return NULL;
+}
+
+static inline bool guest_mem_valid(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	return guest_mem_ptr(m, gpa, len) != NULL;
+}
+
+#endif
