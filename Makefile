@@ -2,7 +2,7 @@
 # scripts/ and meson; this file only names it.
 BUILD ?= build
 
-.PHONY: all setup build kernel test test-unit test-vm demo clean help
+.PHONY: all setup build release kernel test test-unit test-vm demo clean help
 
 all: build
 
@@ -10,7 +10,8 @@ help:
 	@echo "make demo    set up, build, and run the main job end to end"
 	@echo "make test    set up, build (kernel too), run the unit and vm suites"
 	@echo "make setup   install the Debian packages the project needs"
-	@echo "make build   configure and build into ./$(BUILD)"
+	@echo "make build   configure and build into ./$(BUILD) (debug)"
+	@echo "make release configure and build into ./build-release (optimized)"
 	@echo "make kernel  build (or find in the cache) the guest kernel"
 
 setup:
@@ -18,6 +19,9 @@ setup:
 
 build:
 	@scripts/build $(BUILD)
+
+release:
+	@scripts/build build-release --buildtype=release
 
 kernel:
 	@kernel/build >/dev/null
@@ -35,4 +39,4 @@ demo:
 	@scripts/demo
 
 clean:
-	rm -rf $(BUILD) build-test
+	rm -rf $(BUILD) build-test build-release
