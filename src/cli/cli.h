@@ -8,4 +8,10 @@ struct cli_command {
 	int (*run)(int argc, char **argv);
 };
 
+/* Subcommands, one file each (src/cli/NAME.c). */
+int cmd_pull(int argc, char **argv);
+int cmd_images(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+
 #endif

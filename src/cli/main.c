@@ -19,6 +19,10 @@ static int cmd_version(int argc, char **argv)
 
 static const struct cli_command commands[] = {
 	{ "version", "print the version", cmd_version },
+	{ "pull", "pull or import an image and build its root filesystem", cmd_pull },
+	{ "images", "list stored images", cmd_images },
+	{ "inspect", "show a stored image as JSON", cmd_inspect },
+	{ "rm", "remove images and unused blobs", cmd_rm },
 };
 
 static void usage(FILE *out)
