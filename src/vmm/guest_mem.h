@@ -52,4 +52,17 @@ static inline bool guest_mem_valid(const struct guest_mem *m, uint64_t gpa, uint
 	return guest_mem_ptr(m, gpa, len) != NULL;
 }
 
+#define GUEST_MEM_PAGE 4096ULL
+
+/*
+ * Fresh RAM for a boot: `size` bytes of a memfd mapped MAP_SHARED, laid out
+ * from guest-physical 0 and split around [hole_start, hole_end) (the
+ * architecture's 32-bit MMIO hole) when larger than hole_start. Region 0
+ * starts at 0; file offsets follow guest order. Returns 0 or -errno.
+ */
+int guest_mem_alloc(struct guest_mem *m, uint64_t size, uint64_t hole_start, uint64_t hole_end);
+void guest_mem_free(struct guest_mem *m);
+/* End of the RAM region that starts at guest-physical 0 (0 if none). */
+uint64_t guest_mem_low_end(const struct guest_mem *m);
+
 #endif

@@ -47,6 +47,40 @@
 #define VIRTIO_INT_VRING 1
 #define VIRTIO_INT_CONFIG 2
 
+/* virtio-mmio version 2 register offsets (virtio 1.1 section 4.2.2) */
+#define VIRTIO_MMIO_MAGIC_VALUE 0x000
+#define VIRTIO_MMIO_VERSION 0x004
+#define VIRTIO_MMIO_DEVICE_ID 0x008
+#define VIRTIO_MMIO_VENDOR_ID 0x00c
+#define VIRTIO_MMIO_DEVICE_FEATURES 0x010
+#define VIRTIO_MMIO_DEVICE_FEATURES_SEL 0x014
+#define VIRTIO_MMIO_DRIVER_FEATURES 0x020
+#define VIRTIO_MMIO_DRIVER_FEATURES_SEL 0x024
+#define VIRTIO_MMIO_QUEUE_SEL 0x030
+#define VIRTIO_MMIO_QUEUE_NUM_MAX 0x034
+#define VIRTIO_MMIO_QUEUE_NUM 0x038
+#define VIRTIO_MMIO_QUEUE_READY 0x044
+#define VIRTIO_MMIO_QUEUE_NOTIFY 0x050
+#define VIRTIO_MMIO_INTERRUPT_STATUS 0x060
+#define VIRTIO_MMIO_INTERRUPT_ACK 0x064
+#define VIRTIO_MMIO_STATUS 0x070
+#define VIRTIO_MMIO_QUEUE_DESC_LOW 0x080
+#define VIRTIO_MMIO_QUEUE_DESC_HIGH 0x084
+#define VIRTIO_MMIO_QUEUE_DRIVER_LOW 0x090
+#define VIRTIO_MMIO_QUEUE_DRIVER_HIGH 0x094
+#define VIRTIO_MMIO_QUEUE_DEVICE_LOW 0x0a0
+#define VIRTIO_MMIO_QUEUE_DEVICE_HIGH 0x0a4
+#define VIRTIO_MMIO_SHM_SEL 0x0ac
+#define VIRTIO_MMIO_SHM_LEN_LOW 0x0b0
+#define VIRTIO_MMIO_SHM_LEN_HIGH 0x0b4
+#define VIRTIO_MMIO_SHM_BASE_LOW 0x0b8
+#define VIRTIO_MMIO_SHM_BASE_HIGH 0x0bc
+#define VIRTIO_MMIO_CONFIG_GENERATION 0x0fc
+#define VIRTIO_MMIO_CONFIG 0x100
+
+#define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
+#define VIRTIO_MMIO_VENDOR 0x4d535550 /* "SUPM" */
+
 struct virtio_dev;
 struct snap_writer;
 struct snap_reader;
@@ -99,9 +133,22 @@ struct virtio_dev {
 
 	bool failed_logged;
 	FILE *log; /* where warnings go (the worker's log); NULL = stderr */
+
+	/* Added by the transport. Each queue's ioeventfd (owned by the VMM; -1
+	 * when none): a QueueNotify that reaches the transport instead of KVM
+	 * (another access width) is forwarded there, so queue_notify always
+	 * runs on the event loop thread. */
+	int notify_fd[VIRTIO_MAX_QUEUES];
+	bool bad_access_logged;
 };
 
-/* Sets up the transport state for a device model; does not register anything with KVM. */
+/*
+ * Sets up the transport state for a device model; does not register
+ * anything with KVM. dev->lock is recursive, so a device may call the
+ * helpers below (notify_used, config_changed, fail) with it held or not.
+ * The VMM fills in mmio_base, gsi, irq_fd and notify_fd when it places the
+ * device (vmm_attach_virtio) and owns those fds.
+ */
 void virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, void *priv,
 		     const struct guest_mem *mem, uint64_t mmio_base, uint32_t gsi, int irq_fd);
 void virtio_dev_destroy(struct virtio_dev *d);
@@ -115,6 +162,13 @@ bool virtio_dev_live(const struct virtio_dev *d);
 
 /* After pushing used buffers to queue q: interrupt the guest if it wants one. */
 void virtio_dev_notify_used(struct virtio_dev *d, uint16_t q);
+/*
+ * Runs queue_notify(q) again later on the event loop, as if the guest had
+ * kicked: a device that stops after a budget of chains calls this so one
+ * busy queue cannot starve the loop's other fds.
+ */
+void virtio_dev_requeue(struct virtio_dev *d, uint16_t q);
+
 /* The device config changed: bump the generation and interrupt. */
 void virtio_dev_config_changed(struct virtio_dev *d);
 

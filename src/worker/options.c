@@ -1,0 +1,231 @@
+#include "worker/options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/vm.h"
+
+const char worker_usage[] =
+	"usage: supermachine-worker --kernel FILE [options]\n"
+	"\n"
+	"Runs one KVM virtual machine until the guest reboots, panics, is stopped\n"
+	"or the worker gets a signal.\n"
+	"\n"
+	"  --kernel FILE         guest kernel: uncompressed vmlinux (ELF) or bzImage\n"
+	"  --initrd FILE         initramfs loaded for the kernel\n"
+	"  --cmdline STR         kernel command line (default \"" WORKER_DEFAULT_CMDLINE "\"); the\n"
+	"                        worker adds console=ttyS0 reboot=t panic=-1 and one\n"
+	"                        virtio_mmio.device= per device\n"
+	"  --memory MIB          guest RAM in MiB, at least 64 (default 256)\n"
+	"  --vcpus N             virtual CPUs, 1 to 32 (default 1)\n"
+	"  --disk FILE[,ro][,id=NAME]\n"
+	"                        virtio-blk disk (repeatable, up to 12; /dev/vda first);\n"
+	"                        ro: read-only; NAME: up to 20 bytes, the guest's serial\n"
+	"  --net                 virtio-net with user-mode NAT (libslirp)\n"
+	"  --vsock UDS           virtio-vsock; host side is the unix socket UDS\n"
+	"  --balloon             virtio-balloon\n"
+	"  --console FILE|-      guest console to FILE, or - for the terminal (default -)\n"
+	"  --control UDS         control socket (line protocol: status, stop, boot-time,\n"
+	"                        stats, help)\n"
+	"  --help                this text\n"
+	"\n"
+	"Exit status: 0 guest reboot, 1 VMM or KVM error, 2 bad usage or setup,\n"
+	"3 guest panic, 4 stopped, 5 sandbox violation, 128+N host signal N.\n"
+	"Environment: SUPERMACHINE_SECCOMP=log|off relaxes the sandbox (debugging).\n";
+
+enum {
+	OPT_KERNEL = 256,
+	OPT_INITRD,
+	OPT_CMDLINE,
+	OPT_MEMORY,
+	OPT_VCPUS,
+	OPT_DISK,
+	OPT_NET,
+	OPT_VSOCK,
+	OPT_BALLOON,
+	OPT_CONSOLE,
+	OPT_CONTROL,
+	OPT_HELP,
+};
+
+static const struct option long_options[] = {
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "vcpus", required_argument, NULL, OPT_VCPUS },
+	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "net", no_argument, NULL, OPT_NET },
+	{ "vsock", required_argument, NULL, OPT_VSOCK },
+	{ "balloon", no_argument, NULL, OPT_BALLOON },
+	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+__attribute__((format(printf, 3, 4)))
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+
+	if (!*s || *s == '-' || *s == '+')
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Options given once: a second, different value contradicts the first. */
+static int set_once(const char **slot, const char *value, const char *name, char *err,
+		    size_t errlen)
+{
+	if (*slot && strcmp(*slot, value) != 0)
+		return fail(err, errlen, "--%s given twice with different values ('%s', '%s')", name,
+			    *slot, value);
+	*slot = value;
+	return 0;
+}
+
+static int parse_disk(struct worker_options *o, const char *spec, char *err, size_t errlen)
+{
+	if (o->ndisks == WORKER_MAX_DISKS)
+		return fail(err, errlen, "--disk: at most %d disks", WORKER_MAX_DISKS);
+	char *copy = strdup(spec);
+	if (!copy)
+		return fail(err, errlen, "out of memory");
+	struct worker_disk *d = &o->disks[o->ndisks++];
+	char *save = NULL;
+	char *first = strtok_r(copy, ",", &save);
+	d->path = copy;
+	if (first != copy)
+		return fail(err, errlen, "--disk '%s': no file name", spec);
+	for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
+		if (strcmp(opt, "ro") == 0) {
+			d->read_only = true;
+		} else if (strncmp(opt, "id=", 3) == 0) {
+			if (d->id)
+				return fail(err, errlen, "--disk '%s': id given twice", spec);
+			d->id = opt + 3;
+			if (!*d->id || strlen(d->id) > 20)
+				return fail(err, errlen, "--disk '%s': id must be 1 to 20 bytes", spec);
+		} else {
+			return fail(err, errlen, "--disk '%s': unknown option '%s' (ro, id=NAME)", spec,
+				    opt);
+		}
+	}
+	for (unsigned i = 0; i + 1 < o->ndisks; i++) {
+		if (strcmp(o->disks[i].path, d->path) == 0 && !(o->disks[i].read_only && d->read_only))
+			return fail(err, errlen, "--disk %s given twice, writable at least once", d->path);
+		if (d->id && o->disks[i].id && strcmp(o->disks[i].id, d->id) == 0)
+			return fail(err, errlen, "--disk id=%s used by two disks", d->id);
+	}
+	return 0;
+}
+
+static int parse_one(struct worker_options *o, int opt, const char *arg, char *err, size_t errlen)
+{
+	uint64_t v;
+
+	switch (opt) {
+	case OPT_KERNEL:
+		return set_once(&o->kernel, arg, "kernel", err, errlen);
+	case OPT_INITRD:
+		return set_once(&o->initrd, arg, "initrd", err, errlen);
+	case OPT_CMDLINE:
+		return set_once(&o->cmdline, arg, "cmdline", err, errlen);
+	case OPT_CONSOLE:
+		return set_once(&o->console, arg, "console", err, errlen);
+	case OPT_CONTROL:
+		return set_once(&o->control, arg, "control", err, errlen);
+	case OPT_VSOCK:
+		return set_once(&o->vsock, arg, "vsock", err, errlen);
+	case OPT_MEMORY:
+		if (parse_uint(arg, VM_MIN_MEM_MIB, 1ULL << 24, &v) < 0)
+			return fail(err, errlen, "--memory '%s': a whole number of MiB from %d to %llu",
+				    arg, VM_MIN_MEM_MIB, 1ULL << 24);
+		o->memory_mib = v;
+		return 0;
+	case OPT_VCPUS:
+		if (parse_uint(arg, 1, VM_MAX_VCPUS, &v) < 0)
+			return fail(err, errlen, "--vcpus '%s': a number from 1 to %d", arg,
+				    VM_MAX_VCPUS);
+		o->vcpus = (unsigned)v;
+		return 0;
+	case OPT_DISK:
+		return parse_disk(o, arg, err, errlen);
+	case OPT_NET:
+		o->net = true;
+		return 0;
+	case OPT_BALLOON:
+		o->balloon = true;
+		return 0;
+	case OPT_HELP:
+		o->help = true;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+int worker_options_parse(int argc, char **argv, struct worker_options *o, char *err, size_t errlen)
+{
+	memset(o, 0, sizeof(*o));
+	o->memory_mib = WORKER_DEFAULT_MEMORY_MIB;
+	o->vcpus = 1;
+	optind = 0;
+	opterr = 0;
+	for (;;) {
+		int opt = getopt_long(argc, argv, "", long_options, NULL);
+		if (opt == -1)
+			break;
+		if (opt == '?' || opt == ':') {
+			const char *bad = argv[optind - 1];
+			if (optopt)
+				return fail(err, errlen, "option '%s' needs a value (see --help)", bad);
+			return fail(err, errlen, "unknown option '%s' (see --help)", bad);
+		}
+		if (parse_one(o, opt, optarg, err, errlen) < 0)
+			return -1;
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+	if (o->help)
+		return 0;
+	if (!o->kernel)
+		return fail(err, errlen, "--kernel is required (see --help)");
+	if (o->vsock && !*o->vsock)
+		return fail(err, errlen, "--vsock needs a socket path");
+	if (o->control && !*o->control)
+		return fail(err, errlen, "--control needs a socket path");
+	if (o->vsock && o->control && strcmp(o->vsock, o->control) == 0)
+		return fail(err, errlen, "--vsock and --control cannot share the path %s", o->vsock);
+	if (!o->console)
+		o->console = "-";
+	return 0;
+}
+
+void worker_options_free(struct worker_options *o)
+{
+	for (unsigned i = 0; i < o->ndisks; i++)
+		free(o->disks[i].path);
+	o->ndisks = 0;
+}
