@@ -39,4 +39,4 @@ demo:
 	@scripts/demo
 
 clean:
-	rm -rf $(BUILD) build-test build-release
+	rm -rf $(BUILD) build-test build-release build-fuzz

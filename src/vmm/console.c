@@ -31,8 +31,27 @@ static void write_all(struct console *c, const char *p, size_t len)
 
 static void console_flush_locked(struct console *c)
 {
-	if (c->len && c->out_fd >= 0)
+	static const char cut[] = "\n[supermachine: console log limit reached; further output dropped]\n";
+
+	if (!c->len || c->out_fd < 0)
+		goto out;
+	if (!c->out_own) {
 		write_all(c, c->buf, c->len);
+		goto out;
+	}
+	if (c->written >= c->log_max)
+		goto out;
+	size_t n = c->len;
+	if (n > c->log_max - c->written)
+		n = (size_t)(c->log_max - c->written);
+	write_all(c, c->buf, n);
+	c->written += n;
+	if (c->written == c->log_max) {
+		write_all(c, cut, sizeof(cut) - 1);
+		vmm_log("console: log file reached %llu bytes; further guest output is dropped",
+			(unsigned long long)c->log_max);
+	}
+out:
 	c->len = 0;
 }
 
@@ -170,6 +189,7 @@ int console_open(struct console *c, struct vm *vm, const char *spec, struct vmm_
 	c->vm = vm;
 	c->out_fd = -1;
 	c->in_fd = -1;
+	c->log_max = CONSOLE_LOG_MAX;
 	if (spec && strcmp(spec, "-") == 0) {
 		console_terminal(c);
 	} else if (spec) {

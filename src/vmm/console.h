@@ -18,6 +18,8 @@ struct vm;
 
 #define CONSOLE_PANIC_BANNER "Kernel panic - not syncing"
 #define CONSOLE_ESCAPE 0x01 /* Ctrl-A, then x: stop the VM */
+/* A console log file stops growing here: a guest must not fill the host's disk. */
+#define CONSOLE_LOG_MAX (64ULL << 20)
 
 struct console {
 	struct vm *vm;
@@ -34,6 +36,8 @@ struct console {
 	size_t len;
 	size_t panic_match;
 	bool write_failed;
+	uint64_t written; /* bytes written to a log file */
+	uint64_t log_max; /* CONSOLE_LOG_MAX */
 };
 
 /*

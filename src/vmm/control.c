@@ -81,12 +81,8 @@ static void cmd_stats(void *opaque, const char *args, char *reply, size_t len)
 	struct vm_stats s;
 
 	vm_stats_read(vm, &s);
-	snprintf(reply, len,
-		 "ok exits=%llu io=%llu mmio=%llu intr=%llu other=%llu io_unhandled=%llu "
-		 "mmio_unhandled=%llu",
-		 (unsigned long long)s.runs, (unsigned long long)s.io, (unsigned long long)s.mmio,
-		 (unsigned long long)s.intr, (unsigned long long)s.other,
-		 (unsigned long long)s.io_unhandled, (unsigned long long)s.mmio_unhandled);
+	int n = snprintf(reply, len, "ok ");
+	vm_stats_format(&s, reply + n, len - (size_t)n);
 }
 
 static void cmd_help(void *opaque, const char *args, char *reply, size_t len)

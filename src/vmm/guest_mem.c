@@ -39,6 +39,12 @@ int guest_mem_alloc(struct guest_mem *m, uint64_t size, uint64_t hole_start, uin
 	uint8_t *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (base == MAP_FAILED)
 		goto fail;
+	/*
+	 * 2 MiB pages where the host allows them for shmem (shmem_enabled =
+	 * advise): each 4 KiB page first touched is otherwise one nested page
+	 * fault exit, thousands per boot. Refused (EINVAL) is fine.
+	 */
+	madvise(base, size, MADV_HUGEPAGE);
 	m->fd = fd;
 	uint64_t low = size < hole_start ? size : hole_start;
 	guest_mem_add(m, 0, low, 0, base);

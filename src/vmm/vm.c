@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -68,11 +69,15 @@ static void marker_write(void *opaque, uint64_t off, const void *data, uint32_t 
 						 __ATOMIC_RELEASE, __ATOMIC_RELAXED))
 			return;
 		uint64_t first = __atomic_load_n(&vm->t_first_run_ns, __ATOMIC_ACQUIRE);
-		vmm_log("boot: guest /init reached after %.3f ms (process start), %.3f ms (first KVM_RUN)",
-			(double)(now - vm->t_process_ns) / 1e6, (double)(now - first) / 1e6);
+		vmm_log("boot: guest /init reached after %.3f ms (process start), %.3f ms (first KVM_RUN); "
+			"monotonic_ns=%llu",
+			(double)(now - vm->t_process_ns) / 1e6, (double)(now - first) / 1e6,
+			(unsigned long long)now);
 		return;
 	}
-	vmm_log("boot: guest marker %u at %.3f ms", id, (double)(now - vm->t_process_ns) / 1e6);
+	/* A guest could write markers forever: only the first few reach the log. */
+	if (__atomic_fetch_add(&vm->markers_logged, 1, __ATOMIC_RELAXED) < VM_MARKERS_LOGGED)
+		vmm_log("boot: guest marker %u at %.3f ms", id, (double)(now - vm->t_process_ns) / 1e6);
 }
 
 static void marker_read(void *opaque, uint64_t off, void *data, uint32_t len)
@@ -545,4 +550,15 @@ void vm_stats_read(struct vm *vm, struct vm_stats *s)
 
 	for (size_t i = 0; i < sizeof(*s) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+int vm_stats_format(const struct vm_stats *s, char *buf, size_t len)
+{
+	return snprintf(buf, len,
+			"exits=%llu io=%llu mmio=%llu intr=%llu other=%llu io_unhandled=%llu "
+			"mmio_unhandled=%llu",
+			(unsigned long long)s->runs, (unsigned long long)s->io,
+			(unsigned long long)s->mmio, (unsigned long long)s->intr,
+			(unsigned long long)s->other, (unsigned long long)s->io_unhandled,
+			(unsigned long long)s->mmio_unhandled);
 }

@@ -31,6 +31,7 @@
  */
 #define VM_MARKER_PORT 0x0ff0
 #define VM_MARKER_INIT 1
+#define VM_MARKERS_LOGGED 16
 
 /* Why a VM ended; the worker turns each into a distinct exit status. */
 enum vm_exit_reason {
@@ -117,6 +118,7 @@ struct vm {
 	uint64_t t_process_ns;
 	uint64_t t_first_run_ns;
 	uint64_t t_marker_ns;
+	unsigned markers_logged;
 
 	struct vm_stats stats;
 	bool io_unhandled_logged, mmio_unhandled_logged;
@@ -181,6 +183,8 @@ uint64_t vm_now_ns(void);
 
 /* A consistent copy of the counters. */
 void vm_stats_read(struct vm *vm, struct vm_stats *s);
+/* "exits=N io=N mmio=N ..." (control socket and the final log line). */
+int vm_stats_format(const struct vm_stats *s, char *buf, size_t len);
 
 const char *vm_exit_reason_name(enum vm_exit_reason r);
 

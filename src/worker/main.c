@@ -273,6 +273,10 @@ int main(int argc, char **argv)
 		struct vm_exit_info e = vm_run(w.vm);
 		console_flush(&w.console);
 		status = exit_status(&e);
+		struct vm_stats st;
+		vm_stats_read(w.vm, &st);
+		vm_stats_format(&st, msg, sizeof(msg));
+		vmm_log("stats: %s", msg);
 		vmm_log("vm ended: %s (%s); exit status %d", vm_exit_reason_name(e.reason), e.detail,
 			status);
 	}

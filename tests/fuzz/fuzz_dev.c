@@ -6,13 +6,24 @@
 #define FUZZ_MAX_SEGS 3
 #define FUZZ_IN_MAX 8192
 
-void fuzz_dev_init(struct fuzz_dev *f, uint64_t ram)
+struct fuzz_dev *fuzz_dev_new(struct virtio_dev *(*create)(struct fuzz_dev *f, void *arg), void *arg,
+			      uint64_t features, unsigned nqueues)
 {
-	memset(f, 0, sizeof(*f));
-	vdrv_mem_init(&f->drv, ram, false);
+	struct fuzz_dev *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		abort();
+	vdrv_mem_init(&f->drv, 4ull << 20, false);
+	f->drv.lenient = true;
 	f->drv.loop = evloop_new();
 	if (!f->drv.loop)
 		abort();
+	f->dev = create(f, arg);
+	if (!f->dev)
+		abort();
+	f->features = features | (1ull << VIRTIO_F_EVENT_IDX) | (1ull << VIRTIO_F_INDIRECT_DESC);
+	f->nqueues = nqueues;
+	return f;
 }
 
 static uint64_t fuzz_room(const struct fuzz_dev *f)
@@ -96,7 +107,7 @@ void fuzz_dev_run(struct fuzz_dev *f, const uint8_t *data, size_t size)
 			break;
 		off += used;
 		for (unsigned q = 0; q < f->nqueues; q++)
-			while (vdrv_used(&f->drv, q, NULL, NULL) >= 0)
+			for (unsigned k = 0; k < VDRV_QSIZE && vdrv_used(&f->drv, q, NULL, NULL) >= 0; k++)
 				;
 	}
 }

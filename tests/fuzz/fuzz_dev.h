@@ -26,8 +26,14 @@ struct fuzz_dev {
 	unsigned nqueues;
 };
 
-/* Guest RAM and an event loop that is never run (devices only register with it). */
-void fuzz_dev_init(struct fuzz_dev *f, uint64_t ram);
+/*
+ * A harness with 4 MiB of guest RAM and an event loop that is never run
+ * (devices only register with it), around the device create() makes; the
+ * driver asks for `features` plus EVENT_IDX and INDIRECT_DESC. Aborts on
+ * failure: a fuzz target cannot run without its device.
+ */
+struct fuzz_dev *fuzz_dev_new(struct virtio_dev *(*create)(struct fuzz_dev *f, void *arg), void *arg,
+			      uint64_t features, unsigned nqueues);
 /* Resets and brings dev up again, then feeds the records in data. */
 void fuzz_dev_run(struct fuzz_dev *f, const uint8_t *data, size_t size);
 

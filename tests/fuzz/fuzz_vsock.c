@@ -5,9 +5,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -15,11 +13,6 @@
 #include "fuzz_dev.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct fuzz_vsock {
-	struct fuzz_dev f;
-	int listeners[2];
-};
 
 static int fuzz_listen(const char *uds, unsigned port)
 {
@@ -32,38 +25,48 @@ static int fuzz_listen(const char *uds, unsigned port)
 	return fd;
 }
 
-static struct fuzz_vsock *fuzz_vsock_get(void)
-{
-	static struct fuzz_vsock *fv;
-	char dir[] = "/tmp/sm-fuzz-vsock-XXXXXX", uds[64];
+static char fuzz_dir[] = "/tmp/sm-fuzz-vsock-XXXXXX";
 
-	if (fv)
-		return fv;
-	fv = calloc(1, sizeof(*fv));
-	if (!fv || !mkdtemp(dir))
+static void fuzz_vsock_cleanup(void)
+{
+	char path[64];
+
+	for (unsigned p = 1; p <= 2; p++) {
+		snprintf(path, sizeof(path), "%s/v_%u", fuzz_dir, p);
+		unlink(path);
+	}
+	snprintf(path, sizeof(path), "%s/v", fuzz_dir);
+	unlink(path);
+	rmdir(fuzz_dir);
+}
+
+static struct virtio_dev *fuzz_vsock_create(struct fuzz_dev *f, void *arg)
+{
+	int *listeners = arg;
+	char uds[64];
+
+	if (!mkdtemp(fuzz_dir))
 		abort();
-	snprintf(uds, sizeof(uds), "%s/v", dir);
-	fuzz_dev_init(&fv->f, 4ull << 20);
-	fv->f.dev = virtio_vsock_create(&fv->f.drv.mem, fv->f.drv.loop, 3, uds, NULL);
-	if (!fv->f.dev)
-		abort();
-	fv->f.features = (1ull << VIRTIO_F_EVENT_IDX) | (1ull << VIRTIO_F_INDIRECT_DESC);
-	fv->f.nqueues = 3;
-	fv->listeners[0] = fuzz_listen(uds, 1);
-	fv->listeners[1] = fuzz_listen(uds, 2);
-	return fv;
+	atexit(fuzz_vsock_cleanup);
+	snprintf(uds, sizeof(uds), "%s/v", fuzz_dir);
+	listeners[0] = fuzz_listen(uds, 1);
+	listeners[1] = fuzz_listen(uds, 2);
+	return virtio_vsock_create(&f->drv.mem, f->drv.loop, 3, uds, NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fuzz_vsock *fv = fuzz_vsock_get();
+	static struct fuzz_dev *f;
+	static int listeners[2];
 	int fd;
 
-	fuzz_dev_run(&fv->f, data, size);
+	if (!f)
+		f = fuzz_dev_new(fuzz_vsock_create, listeners, 0, 3);
+	fuzz_dev_run(f, data, size);
 	/* Connections opened by this input die with the next reset; drop the
 	 * host ends so the listeners' backlogs never fill. */
 	for (int i = 0; i < 2; i++)
-		while ((fd = accept(fv->listeners[i], NULL, NULL)) >= 0)
+		while ((fd = accept(listeners[i], NULL, NULL)) >= 0)
 			close(fd);
 	return 0;
 }

@@ -373,3 +373,22 @@ Test(balloon, state_survives_a_save_and_load)
 	cr_assert_eq(virtio_balloon_request_stats(dev), 0);
 	cr_assert_geq(vdrv_wait_used(&d, STATSQ, &len, NULL, T_WAIT), 0);
 }
+
+TestSuite(balloon_probe, .timeout = 60);
+
+/* Linux lends its first stats buffer and kicks before DRIVER_OK. */
+Test(balloon_probe, stats_buffer_lent_before_driver_ok_is_taken)
+{
+	struct stat_entry st[1] = { { 5, 4242 } };
+
+	vdrv_mem_init(&d, RAM, true);
+	vdrv_loop_start(&d);
+	dev = virtio_balloon_create(&d.mem);
+	vdrv_attach_begin(&d, dev, (1ull << 1) | (1ull << VIRTIO_F_EVENT_IDX), 3);
+	cr_assert_geq(vdrv_add_outbuf(&d, STATSQ, st, sizeof(st)), 0);
+	vdrv_kick(&d, STATSQ);
+	cr_assert(vdrv_attach_finish(&d) & VIRTIO_STATUS_DRIVER_OK);
+	cr_assert(wait_reports(1), "the early stats buffer was never taken");
+	cr_assert_eq(bstats().guest[BALLOON_S_MEMTOT], 4242);
+	teardown();
+}

@@ -384,6 +384,32 @@ Test(net, malformed_frames_are_dropped)
 	arp_gateway(); /* still works */
 }
 
+/* More frames in one kick than the device takes per wakeup: the rest must
+ * still go out without another kick. */
+Test(net, burst_beyond_one_turn_is_finished_without_a_kick)
+{
+	enum { N = 400 };
+	struct virtio_net_stats s;
+
+	for (int i = 0; i < N; i++) {
+		uint8_t f[60] = { 0 }, buf[HDR + 60] = { 0 };
+		memcpy(f, (uint8_t[]){ 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }, 6);
+		memcpy(f + 6, guest_mac, 6);
+		put16(f + 12, 0x88b5); /* local experimental ethertype: slirp ignores it */
+		memcpy(buf + HDR, f, sizeof(f));
+		cr_assert_geq(vdrv_add_outbuf(&d, TXQ, buf, sizeof(buf)), 0);
+	}
+	vdrv_reg_write(&d, VIRTIO_MMIO_QUEUE_NOTIFY, TXQ); /* one kick for all */
+	for (int i = 0; i < T_WAIT / 5; i++) {
+		s = nstats();
+		if (s.tx_frames == N)
+			break;
+		usleep(5000);
+	}
+	cr_assert_eq(nstats().tx_frames, N, "only %llu of %d frames went out",
+		     (unsigned long long)nstats().tx_frames, N);
+}
+
 Test(net, tx_descriptor_outside_ram_fails_device)
 {
 	uint16_t i = d.q[TXQ].free_head;

@@ -165,15 +165,25 @@ Test(console, panic_banner_is_seen_across_writes)
 	free(vm);
 }
 
+/* A console writing to a fresh temp file; returns the file's fd for reading back. */
+static int console_on_file(struct console *c, char *path)
+{
+	struct vmm_err err;
+	int fd = mkstemp(path);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(console_open(c, NULL, path, &err), 0, "%s", err.msg);
+	return fd;
+}
+
 Test(console, output_reaches_the_log_file)
 {
 	char path[] = "/tmp/sm-console-XXXXXX";
-	int fd = mkstemp(path);
 	struct console c;
 	struct vmm_err err;
 	char buf[64] = "";
+	int fd = console_on_file(&c, path);
 
-	cr_assert_eq(console_open(&c, NULL, path, &err), 0, "%s", err.msg);
 	for (const char *p = "line one\npartial"; *p; p++)
 		console_output(&c, (uint8_t)*p);
 	cr_assert_eq(pread(fd, buf, sizeof(buf) - 1, 0), 9, "complete lines are written at once");
@@ -184,4 +194,24 @@ Test(console, output_reaches_the_log_file)
 	unlink(path);
 	cr_assert_lt(console_open(&c, NULL, "/nonexistent/dir/log", &err), 0);
 	cr_assert_not_null(strstr(err.msg, "/nonexistent/dir/log"));
+}
+
+Test(console, log_file_stops_growing_at_its_limit)
+{
+	char path[] = "/tmp/sm-console-XXXXXX";
+	struct console c;
+	char buf[256] = "";
+	int fd = console_on_file(&c, path);
+
+	c.log_max = 20;
+	for (int i = 0; i < 1000; i++)
+		console_output(&c, (uint8_t)(i % 10 == 9 ? '\n' : 'a' + i % 10));
+	console_close(&c);
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	cr_assert_gt(n, 20);
+	cr_assert_eq(memcmp(buf, "abcdefghi\nabcdefghi\n", 20), 0);
+	cr_assert_not_null(strstr(buf + 20, "console log limit reached"), "%s", buf);
+	cr_assert_lt(n, 100, "nothing after the note");
+	close(fd);
+	unlink(path);
 }

@@ -617,3 +617,26 @@ Test(vsock_limits, rx_buffer_without_room_for_a_header_fails_device)
 	close(fd);
 	vg_teardown(&g);
 }
+
+Test(vsock_limits, stale_socket_is_replaced_live_one_is_not)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct virtio_dev *second;
+	int fd;
+
+	vg_setup(&g, NULL, true, VG_RX_BUFS);
+	/* A live device on that path: a second one must not steal it. */
+	second = virtio_vsock_create(&g.drv.mem, g.drv.loop, 3, g.uds, NULL);
+	cr_assert_null(second);
+	cr_assert_eq(errno, EADDRINUSE);
+	close(establish(5, &(struct vg_conn *){ NULL })); /* and the first still serves */
+	/* A socket file whose listener is gone: replaced. */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.stale", g.uds);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd); /* the file stays, nobody listens */
+	second = virtio_vsock_create(&g.drv.mem, g.drv.loop, 3, sa.sun_path, NULL);
+	cr_assert_not_null(second, "stale socket not replaced: %s", strerror(errno));
+	virtio_vsock_destroy(second);
+	vg_teardown(&g);
+}

@@ -213,7 +213,21 @@ static void vdrv_queue_setup(struct vdrv *v, unsigned qi)
 	q->ready = vdrv_reg_read(v, VIRTIO_MMIO_QUEUE_READY) == 1;
 }
 
+#define VDRV_SETUP_STATUS (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK)
+
+uint32_t vdrv_attach_finish(struct vdrv *v)
+{
+	vdrv_reg_write(v, VIRTIO_MMIO_STATUS, VDRV_SETUP_STATUS | VIRTIO_STATUS_DRIVER_OK);
+	return vdrv_status(v);
+}
+
 uint32_t vdrv_attach(struct vdrv *v, struct virtio_dev *dev, uint64_t want, unsigned nqueues)
+{
+	vdrv_attach_begin(v, dev, want, nqueues);
+	return vdrv_attach_finish(v);
+}
+
+void vdrv_attach_begin(struct vdrv *v, struct virtio_dev *dev, uint64_t want, unsigned nqueues)
 {
 	uint64_t offered;
 	uint32_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
@@ -232,12 +246,9 @@ uint32_t vdrv_attach(struct vdrv *v, struct virtio_dev *dev, uint64_t want, unsi
 	vdrv_reg_write(v, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)v->features);
 	vdrv_reg_write(v, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
 	vdrv_reg_write(v, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(v->features >> 32));
-	st |= VIRTIO_STATUS_FEATURES_OK;
-	vdrv_reg_write(v, VIRTIO_MMIO_STATUS, st);
+	vdrv_reg_write(v, VIRTIO_MMIO_STATUS, VDRV_SETUP_STATUS);
 	for (unsigned q = 0; q < nqueues; q++)
 		vdrv_queue_setup(v, q);
-	vdrv_reg_write(v, VIRTIO_MMIO_STATUS, st | VIRTIO_STATUS_DRIVER_OK);
-	return vdrv_status(v);
 }
 
 static void vdrv_store_desc(struct vdrv *v, struct vdrv_q *q, uint16_t i, uint64_t addr, uint32_t len,
@@ -335,6 +346,10 @@ int vdrv_used(struct vdrv *v, unsigned qi, uint32_t *len, uint64_t *gpa)
 	elem = vdrv_ptr(v, q->used + 4 + 8ull * (q->last_used % q->size));
 	head = (uint16_t)elem[0];
 	if (elem[0] >= q->size || !q->chain_len[head]) {
+		if (v->lenient) {
+			q->last_used++;
+			return -1;
+		}
 		/* What Linux reports as "id %u is not a head!": a device bug. */
 		fprintf(stderr, "virtio_driver: queue %u: used id %u is not an outstanding head\n", qi,
 			elem[0]);

@@ -1,6 +1,7 @@
 #include "vsock_guest.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -64,7 +65,7 @@ void vg_setup(struct vguest *g, const struct virtio_vsock_limits *lim, bool even
 void vg_teardown(struct vguest *g)
 {
 	struct vdrv_q *tx = &g->drv.q[VG_TXQ];
-	char path[160];
+	char path[sizeof(g->dir) + 256];
 
 	/* Every tx chain comes back, once, under one of our ids (vdrv_used
 	 * aborts on a foreign one). */
@@ -79,8 +80,16 @@ void vg_teardown(struct vguest *g)
 	vdrv_fini(&g->drv);
 	for (unsigned i = 0; i < VG_MAX_CONNS; i++)
 		free(g->conns[i].buf);
-	snprintf(path, sizeof(path), "%s", g->uds);
-	unlink(path);
+	/* The device's socket and whatever "<uds>_PORT" listeners a test made. */
+	DIR *dir = opendir(g->dir);
+	for (struct dirent *e; dir && (e = readdir(dir));) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", g->dir, e->d_name);
+		unlink(path);
+	}
+	if (dir)
+		closedir(dir);
 	rmdir(g->dir);
 }
 

@@ -12,7 +12,7 @@
 
 #include "worker_proc.h"
 
-#define BOOT_WAIT 300000
+#define BOOT_WAIT 600000 /* hang guard: nested KVM under TCG, maybe beside other VMs */
 #define MEM_MIB 256
 #define TOUCH_MIB 192
 #define BALLOON_MIB 128
@@ -40,9 +40,13 @@ Test(vm_balloon, inflating_drops_worker_rss, .timeout = 900)
 
 	if (!wproc_start(&w, SM_BALLOON_GUEST_INITRAMFS, "quiet smballoon=192", MEM_MIB, extra))
 		cr_skip_test("no guest kernel: set SUPERMACHINE_KERNEL_DIR (kernel/build --print-dir)");
+	if (!wproc_wait_line(&w, "SMTEST balloon start", line, sizeof(line), BOOT_WAIT)) {
+		wproc_dump(&w);
+		cr_assert_fail("the guest never started");
+	}
 	if (!wproc_wait_line(&w, "SMTEST balloon touched=", line, sizeof(line), BOOT_WAIT)) {
 		wproc_dump(&w);
-		cr_assert_fail("the guest never touched its memory");
+		cr_assert_fail("the guest never finished touching its memory");
 	}
 	rss_before = wproc_status_kib(&w, "VmRSS:");
 	shmem_before = wproc_status_kib(&w, "RssShmem:");

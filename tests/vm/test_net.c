@@ -16,7 +16,7 @@
 
 #include "worker_proc.h"
 
-#define BOOT_WAIT 300000
+#define BOOT_WAIT 600000 /* ms, hang guard only */
 #define BODY_LEN (100 * 1024)
 
 static uint8_t body[BODY_LEN];

@@ -17,7 +17,7 @@
 #include "../unit/stream_check.h"
 #include "worker_proc.h"
 
-#define BOOT_WAIT 300000 /* ms; nested KVM under TCG boots slowly (hang guard only) */
+#define BOOT_WAIT 600000 /* ms; nested KVM under TCG boots slowly (hang guard only) */
 #define IO_WAIT 120000
 #define ECHO_PORT 1024
 #define DIAL_PORT 2000

@@ -94,3 +94,22 @@ Test(worker, sigterm_exits_143)
 	expect_end(&w, 128 + SIGTERM, "vm ended: signal (signal TERM)");
 	wr_cleanup(&w);
 }
+
+/* Host input on the console reaches the guest's tty (UART receive interrupts). */
+Test(worker, console_input_reaches_the_guest)
+{
+	struct worker_run w;
+	const char *args[] = { "--cmdline", "quiet smtest=echo,reboot", NULL };
+	char line[256];
+
+	wr_init(&w);
+	w.console_stdio = true;
+	wr_start(&w, wr_kernel("vmlinux"), args);
+	cr_assert(wr_wait_console(&w, "SMTEST echo waiting"), "stderr:\n%s", wr_read_file(w.stderr_path));
+	cr_assert_eq(write(w.stdin_fd, "hello-serial\n", 13), 13);
+	expect_end(&w, 0, "vm ended: reboot");
+	cr_assert(wr_smtest_line(&w, "echo got", line, sizeof(line)), "console:\n%s",
+		  wr_read_file(w.console));
+	cr_assert_str_eq(line, "SMTEST echo got hello-serial");
+	wr_cleanup(&w);
+}

@@ -56,6 +56,7 @@ void wr_init(struct worker_run *w)
 	snprintf(w->console, sizeof(w->console), "%s/console.log", w->dir);
 	snprintf(w->control, sizeof(w->control), "%s/control.sock", w->dir);
 	snprintf(w->stderr_path, sizeof(w->stderr_path), "%s/worker.err", w->dir);
+	w->stdin_fd = -1;
 }
 
 void wr_start(struct worker_run *w, const char *kernel, const char *const *extra)
@@ -69,7 +70,7 @@ void wr_start(struct worker_run *w, const char *kernel, const char *const *extra
 	argv[n++] = "--initrd";
 	argv[n++] = SM_TEST_INITRAMFS;
 	argv[n++] = "--console";
-	argv[n++] = w->console;
+	argv[n++] = w->console_stdio ? "-" : w->console;
 	argv[n++] = "--control";
 	argv[n++] = w->control;
 	for (int i = 0; extra && extra[i]; i++) {
@@ -77,17 +78,25 @@ void wr_start(struct worker_run *w, const char *kernel, const char *const *extra
 		argv[n++] = extra[i];
 	}
 	argv[n] = NULL;
+	int in[2] = { -1, -1 };
+	if (w->console_stdio)
+		cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
 	fflush(NULL);
 	w->pid = fork();
 	cr_assert_geq(w->pid, 0);
 	if (w->pid == 0) {
 		int err = open(w->stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		int null = open("/dev/null", O_RDWR);
-		dup2(null, STDIN_FILENO);
+		int out = w->console_stdio ? open(w->console, O_WRONLY | O_CREAT | O_TRUNC, 0644) : err;
+		dup2(w->console_stdio ? in[0] : null, STDIN_FILENO);
 		dup2(err, STDERR_FILENO);
-		dup2(err, STDOUT_FILENO);
+		dup2(out, STDOUT_FILENO);
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
+	}
+	if (w->console_stdio) {
+		close(in[0]);
+		w->stdin_fd = in[1];
 	}
 }
 
@@ -125,6 +134,8 @@ void wr_cleanup(struct worker_run *w)
 {
 	char cmd[128];
 
+	if (w->stdin_fd >= 0)
+		close(w->stdin_fd);
 	if (w->pid > 0 && w->status < 0 && !w->signal) {
 		kill(w->pid, SIGKILL);
 		waitpid(w->pid, NULL, 0);

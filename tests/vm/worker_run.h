@@ -21,6 +21,10 @@ struct worker_run {
 	char stderr_path[128];
 	int status;          /* exit status once reaped, -1 before */
 	int signal;          /* terminating signal, 0 if it exited */
+	/* Set before wr_start: --console - with stdin a pipe (stdin_fd) and
+	 * stdout going to the console log. */
+	bool console_stdio;
+	int stdin_fd;
 };
 
 /* The directory holding vmlinux and bzImage (SUPERMACHINE_KERNEL_DIR or kernel/build). */

@@ -253,7 +253,24 @@ static void balloon_config_write(struct virtio_dev *d, uint32_t off, const void 
 	b->stats.actual_pages = le32toh(b->cfg.actual);
 }
 
-static int balloon_activate(struct virtio_dev *d) { return 0; }
+/*
+ * Linux lends its first stats buffer and kicks before it sets DRIVER_OK,
+ * when we still ignore kicks: take it now, or it waits in the ring forever.
+ */
+static int balloon_activate(struct virtio_dev *d)
+{
+	struct balloon_dev *b = balloon_of(d);
+	int rc = 0;
+
+	if (d->drv_features & (1ull << BALLOON_F_STATS_VQ))
+		balloon_stats_queue(b);
+	if (vdev_failing(&b->pend)) {
+		balloon_warn(b, WARN_STATS, "%s", b->pend.fail_reason);
+		rc = -EINVAL;
+	}
+	vdev_pending_clear(&b->pend);
+	return rc;
+}
 
 static void balloon_reset(struct virtio_dev *d)
 {

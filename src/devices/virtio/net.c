@@ -120,6 +120,7 @@ struct net_dev {
 	int *reg;               /* fds registered in epfd */
 	unsigned nreg, regcap;
 	unsigned gen;
+	bool run_soon;          /* work left over: wake up again at once */
 
 	uint8_t *txbuf;         /* NET_MAX_FRAME */
 	uint8_t *backlog;       /* NET_BACKLOG slots, allocated on first use */
@@ -250,6 +251,16 @@ static void net_tx_frame(struct net_dev *n, const struct virtq_chain *ch)
 	slirp_input(n->slirp, n->txbuf, (int)len);
 }
 
+/* Makes the loop call us again right away, through the timerfd (which
+ * net_timer_arm then keeps armed for "now" until we have run). */
+static int net_run_soon(struct net_dev *n)
+{
+	struct itimerspec its = { .it_value = { .tv_nsec = 1 } };
+
+	n->run_soon = true;
+	return timerfd_settime(n->timer_fd, 0, &its, NULL) < 0 ? -errno : 0;
+}
+
 static void net_tx_process(struct net_dev *n)
 {
 	for (unsigned budget = NET_BUDGET; budget; budget--) {
@@ -259,11 +270,9 @@ static void net_tx_process(struct net_dev *n)
 		vdev_push(&n->dev, &n->pend, NET_TXQ, n->tx_chain->head, 0);
 	}
 	/* More queued than one turn's budget: leave the rest for the next
-	 * wakeup, which the timer below makes immediate. */
-	if (virtq_has_avail(&n->dev.vq[NET_TXQ]) > 0) {
-		struct itimerspec its = { .it_value = { .tv_nsec = 1 } };
-		timerfd_settime(n->timer_fd, 0, &its, NULL);
-	}
+	 * wakeup, which net_run_soon makes immediate. */
+	if (virtq_has_avail(&n->dev.vq[NET_TXQ]) > 0)
+		net_run_soon(n);
 }
 
 /* ---- slirp's timers ------------------------------------------------------------ */
@@ -340,7 +349,9 @@ static void net_timer_arm(struct net_dev *n, uint32_t timeout_ms)
 	struct itimerspec its = { 0 };
 	struct net_timer *t;
 
-	if (timeout_ms != UINT32_MAX)
+	if (n->run_soon)
+		when = now;
+	else if (timeout_ms != UINT32_MAX)
 		when = now + (int64_t)timeout_ms * 1000000;
 	TAILQ_FOREACH(t, &n->timers, link) {
 		int64_t at = t->expire_ms * 1000000;
@@ -514,6 +525,7 @@ static void net_on_events(void *opaque, uint32_t events)
 	struct net_dev *n = opaque;
 
 	pthread_mutex_lock(&n->dev.lock);
+	n->run_soon = false;
 	for (unsigned i = 0; i < n->npoll; i++)
 		n->fds[n->pollfd[i]].revents = 0;
 	net_collect(n);
@@ -583,7 +595,9 @@ static void net_config_write(struct virtio_dev *d, uint32_t off, const void *dat
 	/* mac is writable only with VIRTIO_NET_F_CTRL_MAC_ADDR, never offered. */
 }
 
-static int net_activate(struct virtio_dev *d) { return 0; }
+/* Anything the driver queued before DRIVER_OK (kicks were ignored until
+ * now): have the loop look at once. */
+static int net_activate(struct virtio_dev *d) { return net_run_soon(net_of(d)); }
 
 static void net_reset(struct virtio_dev *d)
 {

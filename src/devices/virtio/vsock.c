@@ -38,6 +38,7 @@
 #include <sys/eventfd.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -179,6 +180,7 @@ struct vsock_dev {
 	char *uds_path;
 	struct virtio_vsock_limits lim;
 	int listen_fd, epfd, timer_fd, kick_fd;
+	bool bound;              /* uds_path is ours to unlink */
 	uint64_t timer_armed_ns; /* 0: disarmed */
 
 	TAILQ_HEAD(, vsock_conn) conns;
@@ -595,6 +597,23 @@ static void vsock_guest_rw(struct vsock_dev *v, struct vsock_conn *c, const stru
 }
 
 /*
+ * The guest is done with the connection: RST to it now, its ports free for
+ * reuse; bytes still in our ring go on to the host peer (DRAINING), then
+ * the socket closes.
+ */
+static void vsock_conn_release(struct vsock_dev *v, struct vsock_conn *c)
+{
+	if (vsock_buffered(c) == 0 || c->host_wr_dead) {
+		vsock_conn_reset(v, c);
+		return;
+	}
+	vsock_queue_rst(v, c->host_port, c->guest_port);
+	vsock_hash_del(c);
+	vsock_rxq_del(v, c);
+	c->state = VSOCK_DRAINING;
+}
+
+/*
  * Called whenever a connection may be done: both directions shut, or the
  * guest gone and the ring drained.
  */
@@ -613,17 +632,9 @@ static void vsock_conn_finish(struct vsock_dev *v, struct vsock_conn *c)
 		shutdown(c->fd, SHUT_WR);
 		c->host_wr_shut = true;
 	}
-	if (c->guest_shut_send && c->host_eof && !(c->pend & PEND_SHUTDOWN)) {
-		/* Both sides said they are done sending: close as Linux expects, with RST. */
-		if (drained || c->host_wr_dead) {
-			vsock_conn_reset(v, c);
-			return;
-		}
-		vsock_queue_rst(v, c->host_port, c->guest_port);
-		vsock_hash_del(c);
-		vsock_rxq_del(v, c);
-		c->state = VSOCK_DRAINING;
-	}
+	/* Both sides said they are done sending: close as Linux expects, with RST. */
+	if (c->guest_shut_send && c->host_eof && !(c->pend & PEND_SHUTDOWN))
+		vsock_conn_release(v, c);
 }
 
 /* ---- guest packets (tx queue) ---------------------------------------------- */
@@ -639,15 +650,7 @@ static void vsock_guest_shutdown(struct vsock_dev *v, struct vsock_conn *c, uint
 		return;
 	}
 	if (c->guest_shut_rcv && c->guest_shut_send) {
-		/* The guest closed: it waits for our RST; the host still gets what we hold. */
-		if (vsock_buffered(c) == 0 || c->host_wr_dead) {
-			vsock_conn_reset(v, c);
-			return;
-		}
-		vsock_queue_rst(v, c->host_port, c->guest_port);
-		vsock_hash_del(c);
-		vsock_rxq_del(v, c);
-		c->state = VSOCK_DRAINING;
+		vsock_conn_release(v, c); /* the guest closed and waits for our RST */
 		return;
 	}
 	vsock_conn_finish(v, c);
@@ -1355,6 +1358,22 @@ static int vsock_epoll_add(struct vsock_dev *v, int fd, uint64_t tag)
 	return epoll_ctl(v->epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* Is sa a socket file that no process listens on any more? */
+static bool vsock_stale(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (lstat(sa->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return false;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	close(fd);
+	return rc < 0 && errno == ECONNREFUSED;
+}
+
 static int vsock_listen(struct vsock_dev *v)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -1366,8 +1385,15 @@ static int vsock_listen(struct vsock_dev *v)
 	v->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (v->listen_fd < 0)
 		return -errno;
-	if (bind(v->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return -errno;
+	if (bind(v->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno != EADDRINUSE || !vsock_stale(&sa))
+			return -errno;
+		/* Left over by a worker that died: nobody answers there. */
+		unlink(sa.sun_path);
+		if (bind(v->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			return -errno;
+	}
+	v->bound = true;
 	if (listen(v->listen_fd, 128) < 0)
 		return -errno;
 	return 0;
@@ -1395,10 +1421,10 @@ static void vsock_close_fds(struct vsock_dev *v)
 {
 	if (v->epfd >= 0 && v->loop)
 		evloop_del(v->loop, v->epfd);
-	if (v->listen_fd >= 0) {
+	if (v->listen_fd >= 0)
 		close(v->listen_fd);
+	if (v->bound)
 		unlink(v->uds_path);
-	}
 	if (v->epfd >= 0)
 		close(v->epfd);
 	if (v->timer_fd >= 0)

@@ -41,8 +41,8 @@ struct virtio_vsock_limits {
 #define VSOCK_DEFAULT_TIMEOUT_MS 10000u
 
 /*
- * Creates the device and starts listening on uds_path (which must not
- * exist). guest_cid >= 3. limits may be NULL for the defaults above. The
+ * Creates the device and starts listening on uds_path (a stale socket
+ * nobody answers on is replaced; a live one is EADDRINUSE). guest_cid >= 3. limits may be NULL for the defaults above. The
  * device's fds are watched through loop from now on; the returned device
  * still needs its placement (mmio_base, gsi, irq_fd) from the VMM.
  * Returns NULL with errno set on failure.

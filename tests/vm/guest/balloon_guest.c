@@ -44,6 +44,7 @@ int main(void)
 		guest_reboot();
 	}
 	mib = strtoul(spec, NULL, 10);
+	say("balloon start mib=%zu", mib);
 	p = mmap(NULL, mib << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED) {
 		say("balloon error=mmap:%d", errno);

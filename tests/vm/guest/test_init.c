@@ -10,12 +10,12 @@
  *   serial:NAME               /sys/block/NAME/serial (the virtio-blk ID)
  *   rng                       the hwrng in use and 64 bytes from /dev/hwrng
  *   virtio                    the device IDs of virtio0, virtio1, ... in order
+ *   echo                      read one line from the console, print it back
  *   reboot | panic | hang     end: reboot(2), exit PID 1, or wait forever
  *
  * Without a final step it reboots.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,10 +24,10 @@
 #include <sys/io.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
-#include <sys/reboot.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "devguest.h"
 #include "pattern.h"
 
 #define MARKER_PORT 0x0ff0
@@ -35,24 +35,6 @@
 #define CHUNK (64 * 1024)
 
 static uint8_t buf[CHUNK];
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	int n = snprintf(line, sizeof(line), "SMTEST ");
-
-	va_start(ap, fmt);
-	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
-	if (n > (int)sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
-	line[n++] = '\n';
-	if (write(STDOUT_FILENO, line, (size_t)n) < 0) {
-		/* no console: nothing to report to */
-	}
-}
 
 static int marker(void)
 {
@@ -232,6 +214,22 @@ static void step_rng(void)
 	say("rng current=%s bytes=%d", cur, got);
 }
 
+/* The host's console input, through the UART's receive interrupt and the tty. */
+static void step_echo(void)
+{
+	char line[128];
+
+	say("echo waiting");
+	ssize_t n = read(STDIN_FILENO, line, sizeof(line) - 1);
+	if (n < 0) {
+		say("echo error=%d", errno);
+		return;
+	}
+	line[n] = 0;
+	line[strcspn(line, "\r\n")] = 0;
+	say("echo got %s", line);
+}
+
 static void step_virtio(void)
 {
 	char ids[256] = "", path[96], id[32];
@@ -245,15 +243,6 @@ static void step_virtio(void)
 				      strtoul(id, NULL, 16));
 	}
 	say("virtio ids=%s", ids);
-}
-
-static void finish_reboot(void)
-{
-	sync();
-	reboot(RB_AUTOBOOT);
-	say("reboot error=%d", errno);
-	for (;;)
-		pause();
 }
 
 /* One step of smtest=. */
@@ -282,8 +271,10 @@ static void run_step(char *step)
 		step_rng();
 	else if (strcmp(arg[0], "virtio") == 0)
 		step_virtio();
+	else if (strcmp(arg[0], "echo") == 0)
+		step_echo();
 	else if (strcmp(arg[0], "reboot") == 0)
-		finish_reboot();
+		guest_reboot();
 	else if (strcmp(arg[0], "panic") == 0) {
 		say("panic exiting-pid1");
 		exit(1);
@@ -300,14 +291,12 @@ int main(void)
 	int marker_rc = marker();
 	char steps[1024];
 
-	mount("proc", "/proc", "proc", 0, NULL);
-	mount("sysfs", "/sys", "sysfs", 0, NULL);
-	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	guest_mounts();
 	say("start marker=%d", marker_rc);
 
 	snprintf(steps, sizeof(steps), "%s", getenv("smtest") ? getenv("smtest") : "info");
 	for (char *save = NULL, *s = strtok_r(steps, ",", &save); s; s = strtok_r(NULL, ",", &save))
 		run_step(s);
-	finish_reboot();
+	guest_reboot();
 	return 0;
 }
