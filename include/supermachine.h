@@ -148,6 +148,123 @@ int sm_child_wait(sm_child *c, sm_outcome *out, sm_error **err);
 /* Closes the descriptors; a command still running is killed with its tree. */
 void sm_child_free(sm_child *c);
 
+
+/* ---- VMs: boot an image and talk to it ------------------------------------ *
+ *
+ * sm_vm_start() boots an image as a microVM: one supermachine-worker
+ * process (the VMM), a runtime directory holding its sockets, console log
+ * and metadata ($XDG_RUNTIME_DIR/supermachine/ID, else
+ * /tmp/supermachine-UID/ID, mode 0700), and returns once the guest's exec
+ * agent answers. A worker that dies is noticed: every later call on that
+ * VM fails with SM_E_VM_DIED instead of hanging.
+ */
+
+typedef struct sm_vm sm_vm;
+typedef struct sm_forward sm_forward;
+
+typedef enum sm_vm_profile {
+	SM_PROFILE_LATENCY = 0, /* 1 vCPU by default: the fastest boot and exec round trip */
+	SM_PROFILE_THROUGHPUT,  /* 4 vCPUs by default: parallel work inside one VM */
+} sm_vm_profile;
+
+/*
+ * Where the guest kernel (vmlinux), the base initramfs and the worker
+ * binary are. NULL fields are looked up: $SUPERMACHINE_KERNEL,
+ * $SUPERMACHINE_INITRAMFS, $SUPERMACHINE_WORKER ($SUPERMACHINE_KERNEL_DIR/
+ * vmlinux for the kernel), then the install prefix, then the build tree
+ * and the kernel cache. A miss is SM_E_NOT_FOUND naming every place tried.
+ */
+typedef struct sm_assets {
+	const char *kernel;
+	const char *initramfs;
+	const char *worker;
+} sm_assets;
+
+/* A persistent ext4 disk: a sparse host file made and formatted on first use. */
+typedef struct sm_volume {
+	const char *host_path;  /* created if missing */
+	const char *guest_path; /* absolute mount point in the guest */
+	uint64_t size_bytes;    /* for a new file; 0 = SM_VOLUME_DEFAULT_SIZE */
+	bool read_only;
+} sm_volume;
+#define SM_VOLUME_DEFAULT_SIZE (1ull << 30)
+
+typedef struct sm_vm_config {
+	uint32_t memory_mib;       /* 0 = 256 */
+	unsigned vcpus;            /* 0 = the profile's default */
+	sm_vm_profile profile;
+	sm_assets assets;
+	const sm_volume *volumes;  /* nvolumes entries, mounted in order */
+	size_t nvolumes;
+	bool network;              /* a NIC with user-mode NAT (slirp) */
+	const char *console_log;   /* copy of the serial console; NULL = only in the runtime dir */
+	const char *const *env;    /* "KEY=VALUE" added to the image's Env; NULL-terminated */
+	/*
+	 * The workload /init starts and supervises: NULL = none (the VM only
+	 * serves execs).
+	 */
+	const char *const *workload;
+	bool image_workload;       /* no workload given: the image's Entrypoint+Cmd is the workload */
+	bool power_off_on_exit;    /* the VM ends when the workload exits */
+	const char *workdir;       /* NULL = the image's WorkingDir */
+	const char *user;          /* NULL = the image's User */
+	const char *hostname;      /* NULL = the VM's ID */
+	uint32_t boot_timeout_ms;  /* agent must answer by then; 0 = 120000 */
+	/*
+	 * The VM outlives this process (`run -d`). Otherwise its worker is
+	 * killed when the thread that called sm_vm_start() exits
+	 * (PR_SET_PDEATHSIG), so start VMs from a long-lived thread.
+	 */
+	bool detached;
+	const char *label;         /* shown by `supermachine ps`; NULL = the image name */
+} sm_vm_config;
+
+/*
+ * Boots image: the name of a pulled image (see `supermachine images`) or
+ * the path of an existing ext4 root filesystem image file. cfg may be NULL.
+ */
+sm_vm *sm_vm_start(const char *image, const sm_vm_config *cfg, sm_error **err);
+/* A VM started detached, by the ID sm_vm_id() gave (or a unique prefix). */
+sm_vm *sm_vm_attach(const char *id, sm_error **err);
+const char *sm_vm_id(const sm_vm *vm);
+/* The serial console log in the runtime directory. */
+const char *sm_vm_console_path(const sm_vm *vm);
+/* The image's Entrypoint+Cmd (NULL-terminated; owned by vm; NULL when it has none). */
+const char *const *sm_vm_image_command(const sm_vm *vm);
+/* True while the worker runs. */
+bool sm_vm_running(sm_vm *vm);
+/*
+ * Clean stop: the guest syncs, unmounts and powers off within grace_ms
+ * (0 = 10000), then the worker is asked to stop, then killed; volumes are
+ * flushed to the host's disk. 0, or -1 when it had to be killed.
+ */
+int sm_vm_stop(sm_vm *vm, uint32_t grace_ms, sm_error **err);
+/* Frees vm; a VM still running that is not detached is stopped (killed if need be). */
+void sm_vm_free(sm_vm *vm);
+
+/* A command in this VM (see the exec section); NULL only when out of memory. */
+sm_exec *sm_exec_new(sm_vm *vm);
+int sm_vm_write_file(sm_vm *vm, const char *path, const void *data, size_t len, unsigned mode,
+		     sm_error **err);
+/* Reads a whole guest file (at most max bytes) into *data (NUL-terminated; free()). */
+int sm_vm_read_file(sm_vm *vm, const char *path, size_t max, void **data, size_t *len, sm_error **err);
+/* A connected stream to 127.0.0.1:guest_port in the guest (over vsock, no guest network needed). */
+int sm_vm_connect(sm_vm *vm, uint16_t guest_port, sm_error **err);
+/* Sends sig to the workload /init supervises. */
+int sm_vm_workload_signal(sm_vm *vm, int sig, sm_error **err);
+
+/*
+ * Forwards a host TCP listener on host_addr:host_port (NULL = 127.0.0.1;
+ * port 0 = any) to guest_port, each connection over its own vsock stream,
+ * until sm_forward_stop().
+ */
+sm_forward *sm_vm_expose_tcp(sm_vm *vm, const char *host_addr, uint16_t host_port, uint16_t guest_port,
+			     sm_error **err);
+/* The host port actually bound. */
+uint16_t sm_forward_port(const sm_forward *f);
+/* Closes the listener and every relayed connection, and frees f. NULL is fine. */
+void sm_forward_stop(sm_forward *f);
+
 #ifdef __cplusplus
 }
 #endif

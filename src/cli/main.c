@@ -23,6 +23,11 @@ static const struct cli_command commands[] = {
 	{ "images", "list stored images", cmd_images },
 	{ "inspect", "show a stored image as JSON", cmd_inspect },
 	{ "rm", "remove images and unused blobs", cmd_rm },
+	{ "run", "boot an image as a VM and run a command in it", cmd_run },
+	{ "ps", "list VMs started with run -d", cmd_ps },
+	{ "exec", "run a command in a running VM", cmd_exec },
+	{ "stop", "stop a VM cleanly and remove it", cmd_stop },
+	{ "logs", "print a VM's console", cmd_logs },
 };
 
 static void usage(FILE *out)

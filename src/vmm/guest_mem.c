@@ -17,15 +17,34 @@ static void guest_mem_add(struct guest_mem *m, uint64_t gpa, uint64_t size, uint
 	m->ram_size += size;
 }
 
-int guest_mem_alloc(struct guest_mem *m, uint64_t size, uint64_t hole_start, uint64_t hole_end)
+static int layout_check(uint64_t size, uint64_t hole_start, uint64_t hole_end)
 {
-	memset(m, 0, sizeof(*m));
-	m->fd = -1;
 	if (size == 0 || size % GUEST_MEM_PAGE || hole_start % GUEST_MEM_PAGE ||
 	    hole_end < hole_start || hole_end % GUEST_MEM_PAGE)
 		return -EINVAL;
 	if (size > UINT64_MAX - hole_end)
 		return -EOVERFLOW;
+	return 0;
+}
+
+/* Region 0 from guest-physical 0, the rest above the hole; file order = guest order. */
+static void layout_regions(struct guest_mem *m, uint8_t *base, uint64_t size, uint64_t hole_start,
+			   uint64_t hole_end)
+{
+	uint64_t low = size < hole_start ? size : hole_start;
+
+	guest_mem_add(m, 0, low, 0, base);
+	if (size > low)
+		guest_mem_add(m, hole_end, size - low, low, base);
+}
+
+int guest_mem_alloc(struct guest_mem *m, uint64_t size, uint64_t hole_start, uint64_t hole_end)
+{
+	memset(m, 0, sizeof(*m));
+	m->fd = -1;
+	int rc = layout_check(size, hole_start, hole_end);
+	if (rc < 0)
+		return rc;
 
 	int fd = memfd_create("supermachine-guest-ram", MFD_CLOEXEC);
 	if (fd < 0)
@@ -46,15 +65,33 @@ int guest_mem_alloc(struct guest_mem *m, uint64_t size, uint64_t hole_start, uin
 	 */
 	madvise(base, size, MADV_HUGEPAGE);
 	m->fd = fd;
-	uint64_t low = size < hole_start ? size : hole_start;
-	guest_mem_add(m, 0, low, 0, base);
-	if (size > low)
-		guest_mem_add(m, hole_end, size - low, low, base);
+	layout_regions(m, base, size, hole_start, hole_end);
 	return 0;
 fail:;
 	int e = errno;
 	close(fd);
 	return -e;
+}
+
+int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t offset, uint64_t size,
+		       uint64_t hole_start, uint64_t hole_end)
+{
+	memset(m, 0, sizeof(*m));
+	m->fd = -1;
+	int rc = layout_check(size, hole_start, hole_end);
+	if (rc < 0)
+		return rc;
+	if (offset % GUEST_MEM_PAGE)
+		return -EINVAL;
+	/* MAP_NORESERVE: only pages the clone writes become its own memory. */
+	uint8_t *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd,
+			     (off_t)offset);
+	if (base == MAP_FAILED)
+		return -errno;
+	m->fd = fd;
+	m->file_backed = true;
+	layout_regions(m, base, size, hole_start, hole_end);
+	return 0;
 }
 
 void guest_mem_free(struct guest_mem *m)

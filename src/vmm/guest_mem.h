@@ -26,6 +26,9 @@ struct guest_mem {
 	unsigned nregions;
 	uint64_t ram_size; /* total RAM bytes over all regions */
 	int fd;            /* memfd (fresh boot) or snapshot memory file; -1 if none */
+	/* RAM is a MAP_PRIVATE view of a snapshot memory file: pages the guest
+	 * wrote are private copies the file does not show. */
+	bool file_backed;
 };
 
 /*
@@ -61,6 +64,15 @@ static inline bool guest_mem_valid(const struct guest_mem *m, uint64_t gpa, uint
  * starts at 0; file offsets follow guest order. Returns 0 or -errno.
  */
 int guest_mem_alloc(struct guest_mem *m, uint64_t size, uint64_t hole_start, uint64_t hole_end);
+/*
+ * RAM for a restore: `size` bytes of the snapshot memory file fd from
+ * offset `offset`, mapped MAP_PRIVATE (copy-on-write: nothing is read now,
+ * pages fault in on first touch, the page cache is shared by every VM
+ * restored from the file), laid out as guest_mem_alloc() lays out a memfd.
+ * Takes ownership of fd on success. Returns 0 or -errno.
+ */
+int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t offset, uint64_t size,
+		       uint64_t hole_start, uint64_t hole_end);
 void guest_mem_free(struct guest_mem *m);
 /* End of the RAM region that starts at guest-physical 0 (0 if none). */
 uint64_t guest_mem_low_end(const struct guest_mem *m);

@@ -207,6 +207,46 @@ static bool vcpu_wait_gate(struct vm *vm)
 	return go;
 }
 
+/*
+ * KVM keeps the second half of an I/O or MMIO exit (the value of an IN,
+ * the rest of a REP string op) inside the kernel, not in any state a
+ * snapshot can read. KVM_RUN with immediate_exit set completes it and
+ * returns -EINTR without running guest code; a string op may come back
+ * with one more exit to serve first.
+ */
+static int vcpu_complete_io(struct vcpu *v)
+{
+	for (;;) {
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+		int rc = ioctl(v->fd, KVM_RUN, 0);
+		if (rc < 0 && (errno == EINTR || errno == EAGAIN))
+			return 0;
+		if (rc < 0) {
+			vm_request_exit(v->vm, VM_EXIT_ERROR, "vCPU %u: KVM_RUN (completing I/O): %s",
+					v->index, strerror(errno));
+			return -EIO;
+		}
+		if (vcpu_exit(v) != 0)
+			return -EIO;
+	}
+}
+
+static void vcpu_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	if (vcpu_complete_io(v) < 0)
+		return;
+	__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&vm->state_lock);
+	vm->npaused++;
+	pthread_cond_broadcast(&vm->state_cond);
+	while (vm->pause_req && !vm->exiting)
+		pthread_cond_wait(&vm->state_cond, &vm->state_lock);
+	vm->npaused--;
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -222,6 +262,10 @@ static void *vcpu_thread(void *arg)
 		return NULL;
 
 	while (!vm_exiting(vm)) {
+		if (__atomic_load_n(&vm->pause_req, __ATOMIC_ACQUIRE)) {
+			vcpu_park(v);
+			continue;
+		}
 		if (v->index == 0 && !vm->t_first_run_ns)
 			__atomic_store_n(&vm->t_first_run_ns, vm_now_ns(), __ATOMIC_RELEASE);
 		int rc = ioctl(v->fd, KVM_RUN, 0);

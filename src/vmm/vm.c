@@ -274,6 +274,7 @@ void vm_destroy(struct vm *vm)
 		close(vm->kvm_fd);
 	evloop_free(vm->loop);
 	free(vm->cpuid);
+	free(vm->msr_index);
 	pthread_mutex_destroy(&vm->state_lock);
 	pthread_cond_destroy(&vm->state_cond);
 	free(vm);
@@ -525,6 +526,33 @@ int vm_start(struct vm *vm)
 		}
 	}
 	return 0;
+}
+
+int vm_pause(struct vm *vm)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&vm->state_lock);
+	__atomic_store_n(&vm->pause_req, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->state_lock);
+	/* A vCPU between its pause check and KVM_RUN sees immediate_exit. */
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->state_lock);
+	while (vm->npaused < vm->nvcpus && !vm->exiting)
+		pthread_cond_wait(&vm->state_cond, &vm->state_lock);
+	if (vm->exiting)
+		rc = -ECANCELED;
+	pthread_mutex_unlock(&vm->state_lock);
+	return rc;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->state_lock);
+	__atomic_store_n(&vm->pause_req, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->state_cond);
+	pthread_mutex_unlock(&vm->state_lock);
 }
 
 struct vm_exit_info vm_run(struct vm *vm)

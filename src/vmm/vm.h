@@ -94,6 +94,7 @@ struct vm {
 	unsigned nvcpus;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, shared by every vCPU's copy */
+	struct kvm_msr_list *msr_index; /* KVM_GET_MSR_INDEX_LIST: what a snapshot saves */
 
 	/* Fixed before vm_start; vCPU threads only read them. */
 	struct vm_io_handler pio[VM_MAX_IO_HANDLERS], mmio[VM_MAX_IO_HANDLERS];
@@ -109,6 +110,8 @@ struct vm {
 	pthread_cond_t state_cond;
 	bool go;       /* vCPU threads may enter the guest */
 	bool exiting;  /* first vm_request_exit() seen */
+	bool pause_req;    /* vm_pause(): vCPU threads park outside KVM_RUN */
+	unsigned npaused;  /* vCPU threads parked now */
 	struct vm_exit_info exit;
 
 	/* Set by the console when the guest printed a kernel panic banner. */
@@ -174,6 +177,15 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, const char *fmt,
 void vm_request_exit_signal(struct vm *vm, int signo);
 /* Has the VM been asked to end? */
 bool vm_exiting(struct vm *vm);
+
+/*
+ * Parks every vCPU thread outside KVM_RUN at a clean stop point (any I/O
+ * or MMIO exit completed, so no half-done instruction is left in KVM) and
+ * waits until all are parked. Event loop thread only, while vm_run() runs.
+ * -ECANCELED if the VM ends meanwhile. vm_resume() lets them run again.
+ */
+int vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
 
 /* Raises or lowers a legacy IRQ line (KVM_IRQ_LINE). */
 int vm_irq_line(struct vm *vm, uint32_t irq, bool level);

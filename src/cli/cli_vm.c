@@ -1,0 +1,276 @@
+/* Shared by the VM commands: option values and terminal streaming. */
+#include "cli/cli_vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <unistd.h>
+
+void cli_error(const char *cmd, sm_error *err)
+{
+	fprintf(stderr, "supermachine: %s: %s\n", cmd, err ? sm_error_string(err) : "failed");
+	sm_error_free(err);
+}
+
+int cli_env_add(struct cli_exec_opts *o, const char *spec, const char *cmd)
+{
+	const char *val;
+	char *kv;
+
+	if (!spec[0] || spec[0] == '=') {
+		fprintf(stderr, "supermachine: %s: -e '%s': want KEY=VALUE\n", cmd, spec);
+		return -1;
+	}
+	if (o->nenv == CLI_MAX_ENV) {
+		fprintf(stderr, "supermachine: %s: more than %d -e\n", cmd, CLI_MAX_ENV);
+		return -1;
+	}
+	if (strchr(spec, '=')) {
+		o->env[o->nenv++] = spec;
+		return 0;
+	}
+	val = getenv(spec); /* like docker: a bare KEY passes this shell's value, and nothing when unset */
+	if (!val)
+		return 0;
+	if (asprintf(&kv, "%s=%s", spec, val) < 0)
+		return -1;
+	o->env_owned[o->nenv_owned++] = kv;
+	o->env[o->nenv++] = kv;
+	return 0;
+}
+
+void cli_exec_opts_free(struct cli_exec_opts *o)
+{
+	for (size_t i = 0; i < o->nenv_owned; i++)
+		free(o->env_owned[i]);
+	o->nenv_owned = 0;
+}
+
+static int cli_port_number(const char *s, size_t n, bool zero_ok, uint16_t *out)
+{
+	char buf[8], *end;
+	long v;
+
+	if (n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = 0;
+	v = strtol(buf, &end, 10);
+	if (*end || v < (zero_ok ? 0 : 1) || v > 65535 || buf[0] == '-' || buf[0] == '+')
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+int cli_port_parse(const char *spec, struct cli_port *p, const char *cmd)
+{
+	const char *guest = strrchr(spec, ':'), *host;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->addr, sizeof(p->addr), "127.0.0.1"); /* not 0.0.0.0: a guest service is not exposed to the LAN unless asked */
+	if (!guest)
+		goto bad;
+	host = spec;
+	const char *colon = memchr(spec, ':', (size_t)(guest - spec));
+	if (colon) {
+		size_t alen = (size_t)(colon - spec);
+		if (alen == 0 || alen >= sizeof(p->addr))
+			goto bad;
+		memcpy(p->addr, spec, alen);
+		p->addr[alen] = 0;
+		host = colon + 1;
+	}
+	if (cli_port_number(host, (size_t)(guest - host), true, &p->host_port) < 0 ||
+	    cli_port_number(guest + 1, strlen(guest + 1), false, &p->guest_port) < 0)
+		goto bad;
+	return 0;
+bad:
+	fprintf(stderr, "supermachine: %s: -p '%s': want [ADDR:]HOSTPORT:GUESTPORT\n", cmd, spec);
+	return -1;
+}
+
+/* ---- streaming ---- */
+
+struct stream {
+	sm_child *child;
+	bool tty;
+	struct termios saved;
+	bool raw;
+	int sigfd;
+	sigset_t oldmask;
+};
+
+static void stream_winsize(struct stream *s, unsigned *rows, unsigned *cols)
+{
+	struct winsize ws;
+
+	*rows = 24, *cols = 80;
+	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col)
+		*rows = ws.ws_row, *cols = ws.ws_col;
+}
+
+static void stream_raw(struct stream *s)
+{
+	struct termios t;
+
+	if (!s->tty || tcgetattr(STDIN_FILENO, &s->saved) < 0)
+		return;
+	t = s->saved;
+	cfmakeraw(&t);
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
+		s->raw = true;
+}
+
+static void stream_restore(struct stream *s)
+{
+	if (s->raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &s->saved);
+	if (s->sigfd >= 0)
+		close(s->sigfd);
+	sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
+}
+
+/* Copies what is readable on from to to; false at EOF or error. */
+static bool stream_copy(int from, int to)
+{
+	char buf[65536];
+	ssize_t n = read(from, buf, sizeof(buf));
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return true;
+	if (n <= 0)
+		return false;
+	for (ssize_t off = 0; off < n;) {
+		ssize_t w = write(to, buf + off, (size_t)(n - off));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return true; /* our stdout went away: drop the rest, keep the command's status */
+		off += w;
+	}
+	return true;
+}
+
+static void stream_signal(struct stream *s)
+{
+	struct signalfd_siginfo si;
+	unsigned rows, cols;
+
+	if (read(s->sigfd, &si, sizeof(si)) != sizeof(si))
+		return;
+	if (si.ssi_signo == SIGWINCH) {
+		stream_winsize(s, &rows, &cols);
+		sm_child_resize(s->child, rows, cols, NULL);
+	} else {
+		sm_child_signal(s->child, (int)si.ssi_signo, NULL);
+	}
+}
+
+/* Pumps stdin/stdout/stderr until the command's output ends. */
+static void stream_pump(struct stream *s, bool interactive)
+{
+	int in = interactive ? STDIN_FILENO : -1;
+	int out = sm_child_stdout(s->child), errfd = sm_child_stderr(s->child);
+
+	if (!interactive)
+		sm_child_close_stdin(s->child);
+	while (out >= 0 || errfd >= 0) {
+		struct pollfd p[4] = {
+			{ .fd = in, .events = POLLIN },
+			{ .fd = out, .events = POLLIN },
+			{ .fd = errfd, .events = POLLIN },
+			{ .fd = s->sigfd, .events = POLLIN },
+		};
+		if (poll(p, 4, -1) < 0 && errno != EINTR)
+			break;
+		if (p[3].revents)
+			stream_signal(s);
+		if (p[0].revents && !stream_copy(in, sm_child_stdin(s->child))) {
+			in = -1;
+			sm_child_close_stdin(s->child);
+		}
+		if (p[1].revents && !stream_copy(out, STDOUT_FILENO))
+			out = -1;
+		if (p[2].revents && !stream_copy(errfd, STDERR_FILENO))
+			errfd = -1;
+	}
+}
+
+static int stream_apply(sm_exec *x, const char *const *argv, const struct cli_exec_opts *o, struct stream *s)
+{
+	unsigned rows, cols;
+
+	if (sm_exec_argv(x, argv) < 0)
+		return -1;
+	for (size_t i = 0; i < o->nenv; i++) {
+		size_t k = strcspn(o->env[i], "=");
+		char key[256];
+		if (k >= sizeof(key))
+			return -1;
+		memcpy(key, o->env[i], k);
+		key[k] = 0;
+		if (sm_exec_env(x, key, o->env[i] + k + 1) < 0)
+			return -1;
+	}
+	if ((o->workdir && sm_exec_cwd(x, o->workdir) < 0) || (o->user && sm_exec_user(x, o->user) < 0))
+		return -1;
+	if (o->tty) {
+		stream_winsize(s, &rows, &cols);
+		if (sm_exec_tty(x, true) < 0 || sm_exec_winsize(x, rows, cols) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int cli_exec_stream(sm_vm *vm, const char *const *argv, const struct cli_exec_opts *o, const char *cmd)
+{
+	struct stream s = { .tty = o->tty && isatty(STDIN_FILENO), .sigfd = -1 };
+	sm_exec *x = sm_exec_new(vm);
+	sm_error *err = NULL;
+	sm_outcome out;
+	sigset_t set;
+	int status = 125;
+
+	if (!x) {
+		fprintf(stderr, "supermachine: %s: out of memory\n", cmd);
+		return 125;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGWINCH);
+	sigprocmask(SIG_BLOCK, &set, &s.oldmask); /* they reach the command through the signalfd */
+	s.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	stream_apply(x, argv, o, &s); /* a bad value is kept by x and reported by spawn */
+	s.child = sm_exec_spawn(x, &err);
+	if (!s.child) {
+		cli_error(cmd, err);
+		goto out;
+	}
+	stream_raw(&s);
+	stream_pump(&s, o->interactive);
+	if (sm_child_wait(s.child, &out, &err) < 0) {
+		stream_restore(&s);
+		s.raw = false, s.sigfd = -1;
+		cli_error(cmd, err);
+		goto out;
+	}
+	status = out.signal ? 128 + out.signal : out.status;
+	if (out.timed_out)
+		status = 124;
+	sm_outcome_free(&out);
+out:
+	stream_restore(&s);
+	sm_child_free(s.child);
+	sm_exec_free(x);
+	return status;
+}

@@ -1,0 +1,51 @@
+/*
+ * What run, exec, ps, stop and logs share: option values (-e, -p, -v) and
+ * streaming a command's terminal through sm_exec_spawn.
+ */
+#ifndef SM_CLI_VM_H
+#define SM_CLI_VM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <supermachine.h>
+
+#define CLI_MAX_ENV 256
+#define CLI_MAX_PORTS 16
+
+struct cli_port {
+	char addr[64];      /* host address to bind */
+	uint16_t host_port;
+	uint16_t guest_port;
+};
+
+/* Command options run and exec both take. */
+struct cli_exec_opts {
+	const char *env[CLI_MAX_ENV + 1]; /* "K=V", NULL-terminated */
+	size_t nenv;
+	char *env_owned[CLI_MAX_ENV];     /* "K=V" made from a bare -e K and the host's value */
+	size_t nenv_owned;
+	const char *workdir;
+	const char *user;
+	bool interactive, tty;
+};
+
+/* -e K=V (or -e K: K's value here). 0, or -1 with a message on stderr. */
+int cli_env_add(struct cli_exec_opts *o, const char *spec, const char *cmd);
+void cli_exec_opts_free(struct cli_exec_opts *o);
+/* -p [ADDR:]HOST:GUEST. 0, or -1 with a message on stderr. */
+int cli_port_parse(const char *spec, struct cli_port *p, const char *cmd);
+
+/*
+ * Runs argv in vm with o's settings, its stdout/stderr on ours (and our
+ * stdin with -i, a raw terminal with -t); SIGINT/SIGTERM/SIGHUP go to the
+ * command. Returns the exit status for the shell: status, 128+signal, or
+ * 125 when it could not run (with the reason on stderr).
+ */
+int cli_exec_stream(sm_vm *vm, const char *const *argv, const struct cli_exec_opts *o, const char *cmd);
+
+/* "supermachine: CMD: message" with the error's whole chain; frees err. */
+void cli_error(const char *cmd, sm_error *err);
+
+#endif

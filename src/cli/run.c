@@ -1,0 +1,323 @@
+/*
+ * supermachine run: boot an image as a VM and run a command in it.
+ *
+ * In the foreground the command (CMD, else the image's Entrypoint+Cmd)
+ * runs as an exec, so its exit status and streams come back to us, and
+ * the VM goes away with it. Detached (-d), the command becomes the VM's
+ * workload, supervised by /init, and the VM powers off when it exits; a
+ * small forwarder process keeps -p ports open for as long as the VM runs.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli_vm.h"
+#include "lib/vm.h"
+
+#define RUN_MAX_VOLUMES 8
+
+struct run_opts {
+	struct cli_exec_opts x;
+	struct cli_port ports[CLI_MAX_PORTS];
+	size_t nports;
+	sm_volume volumes[RUN_MAX_VOLUMES];
+	char volume_buf[RUN_MAX_VOLUMES][4200];
+	size_t nvolumes;
+	bool rm, detach, net;
+	uint32_t memory_mib;
+	unsigned vcpus;
+	const char *image;
+	char **cmd; /* NULL: the image's */
+};
+
+static void run_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: supermachine run [OPTIONS] IMAGE [CMD...]\n"
+		"\n"
+		"Boot IMAGE (a pulled image, see 'supermachine images') as a microVM and\n"
+		"run CMD in it, else the image's Entrypoint+Cmd. The exit status is the\n"
+		"command's (125: the VM could not start or the command could not run).\n"
+		"\n"
+		"options:\n"
+		"  --rm                 remove the VM when it ends (always so in the foreground)\n"
+		"  -d, --detach         run CMD as the VM's workload in the background; print\n"
+		"                       the VM's ID (see ps, exec, logs, stop)\n"
+		"  -i, --interactive    stream stdin to the command\n"
+		"  -t, --tty            a terminal for the command\n"
+		"  -e, --env K=V        set an environment variable (-e K: this shell's value)\n"
+		"  -w, --workdir DIR    working directory in the guest\n"
+		"  -u, --user USER      name, uid, name:group or uid:gid\n"
+		"  -p, --publish [ADDR:]HOST:GUEST\n"
+		"                       forward host TCP port HOST (on ADDR, default\n"
+		"                       127.0.0.1; 0 = any) to GUEST in the VM (over vsock)\n"
+		"  -v, --volume HOSTFILE:GUESTPATH[:SIZE]\n"
+		"                       a persistent ext4 disk, made on first use (default 1G)\n"
+		"  --memory MiB         guest memory (default 256)\n"
+		"  --vcpus N            virtual CPUs (default 1)\n"
+		"  --net, --no-net      outbound NAT networking for the guest (default off;\n"
+		"                       -p works without it)\n"
+		"  -h, --help           this help\n");
+}
+
+static int run_number(const char *s, unsigned long max, unsigned long *v, const char *what)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoul(s, &end, 10);
+	if (errno || !*s || *end || *v == 0 || *v > max || s[0] == '-') {
+		fprintf(stderr, "supermachine: run: %s '%s': want a number from 1 to %lu\n", what, s, max);
+		return -1;
+	}
+	return 0;
+}
+
+static int run_volume(struct run_opts *o, const char *spec)
+{
+	sm_error *err = NULL;
+
+	if (o->nvolumes == RUN_MAX_VOLUMES) {
+		fprintf(stderr, "supermachine: run: more than %d volumes\n", RUN_MAX_VOLUMES);
+		return -1;
+	}
+	if (vm_volume_parse(spec, o->volume_buf[o->nvolumes], sizeof(o->volume_buf[0]), &o->volumes[o->nvolumes],
+			    &err) < 0) {
+		cli_error("run", err);
+		return -1;
+	}
+	o->nvolumes++;
+	return 0;
+}
+
+/* 0 parsed, 1 --help shown, -1 bad usage (said on stderr). */
+static int run_parse(int argc, char **argv, struct run_opts *o)
+{
+	enum { OPT_RM = 256, OPT_MEMORY, OPT_VCPUS, OPT_NET, OPT_NO_NET };
+	static const struct option longopts[] = {
+		{ "rm", no_argument, NULL, OPT_RM },           { "detach", no_argument, NULL, 'd' },
+		{ "interactive", no_argument, NULL, 'i' },     { "tty", no_argument, NULL, 't' },
+		{ "env", required_argument, NULL, 'e' },       { "workdir", required_argument, NULL, 'w' },
+		{ "user", required_argument, NULL, 'u' },      { "publish", required_argument, NULL, 'p' },
+		{ "volume", required_argument, NULL, 'v' },    { "memory", required_argument, NULL, OPT_MEMORY },
+		{ "vcpus", required_argument, NULL, OPT_VCPUS }, { "net", no_argument, NULL, OPT_NET },
+		{ "no-net", no_argument, NULL, OPT_NO_NET },   { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned long v;
+	int c;
+
+	optind = 1;
+	/* "+": options end at IMAGE, so CMD keeps its own (run img ls -l) */
+	while ((c = getopt_long(argc, argv, "+dite:w:u:p:v:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_RM: o->rm = true; break;
+		case 'd': o->detach = true; break;
+		case 'i': o->x.interactive = true; break;
+		case 't': o->x.tty = true; break;
+		case 'e':
+			if (cli_env_add(&o->x, optarg, "run") < 0)
+				return -1;
+			break;
+		case 'w': o->x.workdir = optarg; break;
+		case 'u': o->x.user = optarg; break;
+		case 'p':
+			if (o->nports == CLI_MAX_PORTS) {
+				fprintf(stderr, "supermachine: run: more than %d -p\n", CLI_MAX_PORTS);
+				return -1;
+			}
+			if (cli_port_parse(optarg, &o->ports[o->nports++], "run") < 0)
+				return -1;
+			break;
+		case 'v':
+			if (run_volume(o, optarg) < 0)
+				return -1;
+			break;
+		case OPT_MEMORY:
+			if (run_number(optarg, 1u << 20, &v, "--memory") < 0)
+				return -1;
+			o->memory_mib = (uint32_t)v;
+			break;
+		case OPT_VCPUS:
+			if (run_number(optarg, 64, &v, "--vcpus") < 0)
+				return -1;
+			o->vcpus = (unsigned)v;
+			break;
+		case OPT_NET: o->net = true; break;
+		case OPT_NO_NET: o->net = false; break;
+		case 'h': run_usage(stdout); return 1;
+		default: run_usage(stderr); return -1;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "supermachine: run: no IMAGE given (see 'supermachine run --help')\n");
+		return -1;
+	}
+	o->image = argv[optind];
+	if (optind + 1 < argc)
+		o->cmd = argv + optind + 1;
+	if (o->detach && (o->x.interactive || o->x.tty)) {
+		fprintf(stderr, "supermachine: run: -d cannot be combined with -i or -t\n");
+		return -1;
+	}
+	return 0;
+}
+
+static void run_config(const struct run_opts *o, sm_vm_config *cfg)
+{
+	*cfg = (sm_vm_config){
+		.memory_mib = o->memory_mib,
+		.vcpus = o->vcpus,
+		.volumes = o->volumes,
+		.nvolumes = o->nvolumes,
+		.network = o->net,
+		.env = o->x.env,
+		.workdir = o->x.workdir,
+		.user = o->x.user,
+		.label = o->image,
+		.detached = o->detach,
+	};
+	if (getenv("SUPERMACHINE_BOOT_TIMEOUT_MS"))
+		cfg->boot_timeout_ms = (uint32_t)strtoul(getenv("SUPERMACHINE_BOOT_TIMEOUT_MS"), NULL, 10);
+}
+
+static sm_forward **run_forwards(sm_vm *vm, const struct run_opts *o)
+{
+	sm_forward **f = calloc(o->nports + 1, sizeof(*f));
+	sm_error *err = NULL;
+
+	for (size_t i = 0; f && i < o->nports; i++) {
+		f[i] = sm_vm_expose_tcp(vm, o->ports[i].addr, o->ports[i].host_port, o->ports[i].guest_port, &err);
+		if (!f[i]) {
+			cli_error("run: -p", err);
+			while (i--)
+				sm_forward_stop(f[i]);
+			free(f);
+			return NULL;
+		}
+	}
+	return f;
+}
+
+static void run_forwards_stop(sm_forward **f)
+{
+	for (size_t i = 0; f && f[i]; i++)
+		sm_forward_stop(f[i]);
+	free(f);
+}
+
+/*
+ * -d with -p: a process of its own, in its own session, holds the
+ * listeners until the VM's worker exits, since we are about to.
+ */
+static int run_forwarder_detach(const char *id, const struct run_opts *o)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		return 0;
+	setsid();
+	sm_error *err = NULL;
+	sm_vm *vm = sm_vm_attach(id, &err);
+	sm_forward **f = vm ? run_forwards(vm, o) : NULL;
+	if (!f) {
+		sm_error_free(err);
+		_exit(1);
+	}
+	if (!freopen("/dev/null", "r", stdin) || !freopen("/dev/null", "w", stdout) ||
+	    !freopen("/dev/null", "w", stderr))
+		_exit(1);
+	while (sm_vm_running(vm)) {
+		/* the pidfd turns readable when the worker exits; without one, look every second */
+		struct pollfd p = { .fd = vm->pidfd, .events = POLLIN };
+		poll(&p, 1, vm->pidfd >= 0 ? -1 : 1000);
+	}
+	run_forwards_stop(f);
+	sm_vm_free(vm);
+	_exit(0);
+}
+
+static int run_detached(struct run_opts *o, sm_vm_config *cfg)
+{
+	sm_error *err = NULL;
+	sm_vm *vm;
+
+	cfg->power_off_on_exit = true;
+	cfg->workload = (const char *const *)o->cmd;
+	cfg->image_workload = true;
+	vm = sm_vm_start(o->image, cfg, &err);
+	if (!vm) {
+		cli_error("run", err);
+		return 125;
+	}
+	if (o->nports && run_forwarder_detach(sm_vm_id(vm), o) < 0) {
+		fprintf(stderr, "supermachine: run: cannot start the port forwarder\n");
+		sm_vm_stop(vm, 0, NULL);
+		sm_vm_free(vm);
+		return 125;
+	}
+	printf("%s\n", sm_vm_id(vm));
+	sm_vm_free(vm);
+	return 0;
+}
+
+static int run_foreground(struct run_opts *o, sm_vm_config *cfg)
+{
+	const char *const *argv = (const char *const *)o->cmd;
+	sm_forward **fwd = NULL;
+	sm_error *err = NULL;
+	int status = 125;
+	sm_vm *vm;
+
+	vm = sm_vm_start(o->image, cfg, &err);
+	if (!vm) {
+		cli_error("run", err);
+		return 125;
+	}
+	if (!argv)
+		argv = sm_vm_image_command(vm);
+	if (!argv) {
+		fprintf(stderr, "supermachine: run: image %s has no Entrypoint or Cmd; give a command\n", o->image);
+		goto out;
+	}
+	fwd = run_forwards(vm, o);
+	if (!fwd)
+		goto out;
+	status = cli_exec_stream(vm, argv, &o->x, "run");
+out:
+	run_forwards_stop(fwd);
+	if (sm_vm_stop(vm, 0, &err) < 0)
+		cli_error("run: stop", err);
+	sm_vm_free(vm);
+	return status;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_opts *o = calloc(1, sizeof(*o));
+	sm_vm_config cfg;
+	int rc;
+
+	if (!o)
+		return 125;
+	rc = run_parse(argc, argv, o);
+	if (rc != 0) {
+		cli_exec_opts_free(&o->x);
+		free(o);
+		return rc > 0 ? 0 : 2;
+	}
+	run_config(o, &cfg);
+	rc = o->detach ? run_detached(o, &cfg) : run_foreground(o, &cfg);
+	cli_exec_opts_free(&o->x);
+	free(o);
+	return rc;
+}

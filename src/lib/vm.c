@@ -1,0 +1,699 @@
+/*
+ * sm_vm: boot an image as a microVM in its own supermachine-worker
+ * process and talk to its agent. The worker is watched through a pidfd
+ * (waitpid for our own children), so a VM whose worker died turns every
+ * later call into SM_E_VM_DIED rather than a hang on a socket that
+ * nobody serves.
+ */
+#include "lib/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/error.h"
+#include "lib/exec.h"
+#include "lib/guestcfg.h"
+#include "oci/oci.h"
+
+#define VM_MAX_WORKER_ARGS (24 + 2 * VM_MAX_VOLUMES)
+#define VM_THROUGHPUT_VCPUS 4u
+
+/* What sm_vm_start() gathers before the worker runs. */
+struct vm_plan {
+	struct vm_asset_paths assets;
+	struct oci_image *img;      /* NULL for a bare rootfs path */
+	const char *rootfs;
+	const char *image_label;
+	char **env;                 /* merged image Env + overrides, NULL-terminated */
+	char disk_args[1 + VM_MAX_VOLUMES][4200];
+	unsigned ndisks;
+	char initrd[VM_PATH_MAX + 16];
+	char log[VM_PATH_MAX + 16];
+};
+
+/* ---- the worker's life ---- */
+
+static void vm_reap(struct sm_vm *vm, bool block)
+{
+	int st;
+
+	if (vm->exited || !vm->owned)
+		return;
+	if (waitpid(vm->pid, &st, block ? 0 : WNOHANG) == vm->pid) {
+		vm->exited = true;
+		vm->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	}
+}
+
+bool sm_vm_running(sm_vm *vm)
+{
+	struct pollfd p;
+
+	if (vm->exited)
+		return false;
+	if (vm->owned && vm->pidfd < 0) {
+		vm_reap(vm, false);
+		return !vm->exited;
+	}
+	if (vm->pidfd >= 0) {
+		p = (struct pollfd){ .fd = vm->pidfd, .events = POLLIN };
+		if (poll(&p, 1, 0) == 0)
+			return true;
+		vm_reap(vm, true); /* a readable pidfd: it has exited, reaping will not block */
+		vm->exited = true;
+		return false;
+	}
+	vm->exited = !vm_pid_is_worker(vm->pid);
+	return !vm->exited;
+}
+
+/* Waits up to ms for the worker to exit; true when it did. */
+static bool vm_wait_exit(struct sm_vm *vm, int ms)
+{
+	struct timespec start, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		if (!sm_vm_running(vm))
+			return true;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long left = ms - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0)
+			return false;
+		if (vm->pidfd >= 0) {
+			struct pollfd p = { .fd = vm->pidfd, .events = POLLIN };
+			poll(&p, 1, (int)left);
+		} else {
+			usleep(left < 20 ? (useconds_t)left * 1000 : 20000);
+		}
+	}
+}
+
+/* The last non-empty line of the worker's log, which says why it failed. */
+static void vm_worker_last_line(const struct sm_vm *vm, char *out, size_t len)
+{
+	char path[VM_PATH_MAX + 16], buf[1024];
+	ssize_t n = 0;
+	int fd;
+
+	out[0] = 0;
+	snprintf(path, sizeof(path), "%s/worker.log", vm->dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end >= 0)
+		n = pread(fd, buf, sizeof(buf) - 1, end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = 0;
+	const char *line = strrchr(buf, '\n');
+	snprintf(out, len, "%s", line ? line + 1 : buf);
+}
+
+static int vm_died(struct sm_vm *vm, const char *during, sm_error **err)
+{
+	char last[256];
+
+	vm_worker_last_line(vm, last, sizeof(last));
+	if (vm->owned)
+		sm_error_set(err, SM_E_VM_DIED, 0, "VM %s %s: its worker exited with status %d%s%s", vm->id, during,
+			     vm->exit_status, last[0] ? ": " : "", last);
+	else
+		sm_error_set(err, SM_E_VM_DIED, 0, "VM %s %s: it is not running", vm->id, during);
+	return -1;
+}
+
+/* Before a call on the VM: fails fast when the worker is gone. */
+static int vm_check(struct sm_vm *vm, const char *during, sm_error **err)
+{
+	return sm_vm_running(vm) ? 0 : vm_died(vm, during, err);
+}
+
+/* After a failed call: a worker that died meanwhile is the real cause. */
+static int vm_failed(struct sm_vm *vm, const char *during, sm_error **err)
+{
+	if (!sm_vm_running(vm))
+		return vm_died(vm, during, err);
+	sm_error_wrap(err, "VM %s: %s", vm->id, during);
+	return -1;
+}
+
+int vm_control(const struct sm_vm *vm, const char *req, char *reply, size_t len, sm_error **err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 5 };
+	size_t got = 0;
+	ssize_t n;
+	int fd, rc = -1;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", vm->control);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return sm_error_set(err, SM_E_IO, errno, "control socket"), -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		sm_error_set(err, SM_E_IO, errno, "connect %s", vm->control);
+		goto out;
+	}
+	if (dprintf(fd, "%s\n", req) < 0) {
+		sm_error_set(err, SM_E_IO, errno, "send '%s' to %s", req, vm->control);
+		goto out;
+	}
+	while (got + 1 < len && (n = read(fd, reply + got, len - 1 - got)) > 0) {
+		got += (size_t)n;
+		if (memchr(reply, '\n', got))
+			break;
+	}
+	reply[got] = 0;
+	reply[strcspn(reply, "\n")] = 0;
+	if (strncmp(reply, "ok", 2) != 0) {
+		sm_error_set(err, SM_E_IO, 0, "worker control '%s': %s", req, got ? reply : "no answer");
+		goto out;
+	}
+	memmove(reply, reply + (reply[2] == ' ' ? 3 : 2), strlen(reply) + 1 - (reply[2] == ' ' ? 3 : 2));
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+/* ---- starting ---- */
+
+static char **strv_dup(char *const *a, char *const *b)
+{
+	size_t na = 0, nb = 0;
+	char **v;
+
+	while (a && a[na])
+		na++;
+	while (b && b[nb])
+		nb++;
+	v = calloc(na + nb + 1, sizeof(*v));
+	for (size_t i = 0; v && i < na + nb; i++)
+		if (!(v[i] = strdup(i < na ? a[i] : b[i - na]))) {
+			while (i--)
+				free(v[i]);
+			free(v);
+			return NULL;
+		}
+	return v;
+}
+
+static void strv_free(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
+static size_t strv_len(char *const *v)
+{
+	size_t n = 0;
+
+	while (v && v[n])
+		n++;
+	return n;
+}
+
+/* The image's Env with each override replacing the same KEY. */
+static char **vm_env_merge(char *const *image_env, const char *const *over)
+{
+	char **env = strv_dup(image_env, (char *const *)over);
+	size_t n = strv_len(env), nimg = strv_len(image_env);
+
+	for (size_t i = nimg; env && i < n; i++) {
+		size_t klen = strcspn(env[i], "=");
+		for (size_t j = 0; j < nimg; j++)
+			if (env[j] && strncmp(env[j], env[i], klen) == 0 && env[j][klen] == '=') {
+				free(env[j]);
+				env[j] = NULL; /* compacted below */
+			}
+	}
+	size_t k = 0;
+	for (size_t i = 0; env && i < n; i++)
+		if (env[i])
+			env[k++] = env[i];
+	if (env)
+		env[k] = NULL;
+	return env;
+}
+
+static int vm_plan_image(struct vm_plan *p, struct sm_vm *vm, const char *image, sm_error **err)
+{
+	struct oci_store *st = NULL;
+
+	struct stat sb;
+
+	/* an image name can hold '/' too (oci:DIR:TAG): only an existing file is a rootfs */
+	if (stat(image, &sb) == 0 && S_ISREG(sb.st_mode)) {
+		if (access(image, R_OK) < 0)
+			return sm_error_set(err, SM_E_NOT_FOUND, errno, "root filesystem %s", image), -1;
+		p->rootfs = image;
+		return 0;
+	}
+	if (oci_store_open(NULL, &st, err) < 0)
+		return -1;
+	int rc = oci_image_resolve(st, image, &p->img, err);
+	oci_store_close(st);
+	if (rc < 0)
+		return sm_error_wrap(err, "image %s", image), -1;
+	if (!p->img->rootfs_path)
+		return sm_error_set(err, SM_E_IMAGE, 0, "image %s has no root filesystem (pull it again)", image), -1;
+	p->rootfs = p->img->rootfs_path;
+	vm->image_cmd = strv_dup(p->img->config.entrypoint, p->img->config.cmd);
+	if (!vm->image_cmd)
+		return sm_error_set(err, SM_E_NOMEM, 0, "image command"), -1;
+	if (!vm->image_cmd[0]) {
+		free(vm->image_cmd);
+		vm->image_cmd = NULL;
+	}
+	return 0;
+}
+
+static int vm_plan_volumes(struct vm_plan *p, struct sm_vm *vm, const sm_vm_config *cfg, sm_error **err)
+{
+	if (cfg->nvolumes > VM_MAX_VOLUMES)
+		return sm_error_set(err, SM_E_INVALID, 0, "%zu volumes: at most %u", cfg->nvolumes, VM_MAX_VOLUMES),
+		       -1;
+	snprintf(p->disk_args[0], sizeof(p->disk_args[0]), "%s,ro,id=rootfs", p->rootfs);
+	p->ndisks = 1;
+	vm->volumes = calloc(cfg->nvolumes + 1, sizeof(char *));
+	if (!vm->volumes)
+		return sm_error_set(err, SM_E_NOMEM, 0, "volumes"), -1;
+	for (size_t i = 0; i < cfg->nvolumes; i++) {
+		const sm_volume *v = &cfg->volumes[i];
+		if (!v->host_path || !v->guest_path || v->guest_path[0] != '/')
+			return sm_error_set(err, SM_E_INVALID, 0, "volume %zu: needs a host path and an absolute guest path",
+					    i), -1;
+		if (strchr(v->host_path, ','))
+			return sm_error_set(err, SM_E_INVALID, 0, "volume %s: a ',' in the path is not supported",
+					    v->host_path), -1;
+		if (vm_volume_prepare(v, err) < 0)
+			return -1;
+		if (!(vm->volumes[vm->nvolumes++] = strdup(v->host_path)))
+			return sm_error_set(err, SM_E_NOMEM, 0, "volumes"), -1;
+		snprintf(p->disk_args[p->ndisks++], sizeof(p->disk_args[0]), "%s%s", v->host_path,
+			 v->read_only ? ",ro" : "");
+	}
+	return 0;
+}
+
+int vm_signal_parse(const char *s)
+{
+	char *end;
+	long n;
+
+	if (!s || !*s)
+		return 0;
+	n = strtol(s, &end, 10);
+	if (end != s && !*end)
+		return n > 0 && n < NSIG ? (int)n : 0;
+	if (strncasecmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (int sig = 1; sig < NSIG; sig++) {
+		const char *name = sigabbrev_np(sig);
+		if (name && strcasecmp(name, s) == 0)
+			return sig;
+	}
+	return 0; /* unknown: the guest's default (SIGTERM) */
+}
+
+static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_config *cfg, sm_error **err)
+{
+	struct proto_volume vols[VM_MAX_VOLUMES];
+	char devs[VM_MAX_VOLUMES][16];
+	const struct oci_image_config *ic = p->img ? &p->img->config : NULL;
+	struct proto_config pc = {
+		.flags = (cfg->power_off_on_exit ? PROTO_CFG_SHUTDOWN_ON_EXIT : 0) |
+			 (cfg->network ? PROTO_CFG_NETWORK : 0),
+		.hostname = cfg->hostname ? cfg->hostname : vm->id,
+		.root_dev = "/dev/vda",
+		.root_fstype = "ext4",
+		.workdir = cfg->workdir ? cfg->workdir : (ic && ic->working_dir ? ic->working_dir : ""),
+		.user = cfg->user ? cfg->user : (ic && ic->user ? ic->user : ""),
+		.stop_signal = ic && ic->stop_signal ? (uint32_t)vm_signal_parse(ic->stop_signal) : 0,
+	};
+
+	p->env = vm_env_merge(ic ? ic->env : NULL, cfg->env);
+	if (!p->env)
+		return sm_error_set(err, SM_E_NOMEM, 0, "environment"), -1;
+	pc.nenv = (uint32_t)strv_len(p->env);
+	pc.env = (const char **)p->env;
+	const char *const *workload = cfg->workload;
+	if (!workload && cfg->image_workload)
+		workload = (const char *const *)vm->image_cmd;
+	pc.nargv = (uint32_t)strv_len((char *const *)workload);
+	pc.argv = (const char **)workload;
+	for (size_t i = 0; i < cfg->nvolumes; i++) {
+		snprintf(devs[i], sizeof(devs[i]), "/dev/vd%c", (char)('b' + i));
+		vols[i] = (struct proto_volume){ devs[i], cfg->volumes[i].guest_path, "",
+						 cfg->volumes[i].read_only ? PROTO_VOL_RO : 0 };
+	}
+	pc.nvolumes = (uint32_t)cfg->nvolumes;
+	pc.volumes = vols;
+	snprintf(p->initrd, sizeof(p->initrd), "%s/initrd.cpio", vm->dir);
+	return guestcfg_write_initrd(p->assets.initramfs, &pc, p->initrd, err);
+}
+
+/* Runs in the child between fork and exec: async-signal-safe calls only. */
+static void vm_child(const struct sm_vm *vm, const struct vm_plan *p, char *const argv[], pid_t parent,
+		     bool detached)
+{
+	sigset_t none;
+	int fd;
+
+	if (detached) {
+		setsid(); /* no terminal signals from the shell that ran `run -d` */
+	} else {
+		/* die with the thread that started us, so no VM outlives the program */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+	}
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0)
+		dup2(fd, STDIN_FILENO);
+	fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	execv(argv[0], argv);
+	_exit(127);
+}
+
+static int vm_spawn(struct sm_vm *vm, struct vm_plan *p, const sm_vm_config *cfg, sm_error **err)
+{
+	char mem[16], cpus[16];
+	const char *argv[VM_MAX_WORKER_ARGS];
+	unsigned n = 0;
+	unsigned vcpus = cfg->vcpus ? cfg->vcpus
+				    : (cfg->profile == SM_PROFILE_THROUGHPUT ? VM_THROUGHPUT_VCPUS : 1u);
+	pid_t parent = getpid();
+
+	snprintf(mem, sizeof(mem), "%u", cfg->memory_mib ? cfg->memory_mib : VM_DEFAULT_MEMORY_MIB);
+	snprintf(cpus, sizeof(cpus), "%u", vcpus);
+	snprintf(p->log, sizeof(p->log), "%s/worker.log", vm->dir);
+	argv[n++] = p->assets.worker;
+	argv[n++] = "--kernel", argv[n++] = p->assets.kernel;
+	argv[n++] = "--initrd", argv[n++] = p->initrd;
+	argv[n++] = "--memory", argv[n++] = mem;
+	argv[n++] = "--vcpus", argv[n++] = cpus;
+	for (unsigned i = 0; i < p->ndisks; i++)
+		argv[n++] = "--disk", argv[n++] = p->disk_args[i];
+	argv[n++] = "--vsock", argv[n++] = vm->vsock;
+	argv[n++] = "--control", argv[n++] = vm->control;
+	argv[n++] = "--console", argv[n++] = vm->console;
+	if (cfg->network)
+		argv[n++] = "--net";
+	argv[n] = NULL;
+	vm->pid = fork();
+	if (vm->pid < 0)
+		return sm_error_set(err, SM_E_IO, errno, "start the worker %s", p->assets.worker), -1;
+	if (vm->pid == 0)
+		vm_child(vm, p, (char *const *)argv, parent, cfg->detached);
+	vm->owned = true;
+	vm->pidfd = (int)syscall(SYS_pidfd_open, vm->pid, 0);
+	return 0;
+}
+
+static void vm_command_string(const char *const *argv, char *out, size_t len)
+{
+	size_t n = 0;
+
+	out[0] = 0;
+	for (; argv && *argv && n + 1 < len; argv++)
+		n += (size_t)snprintf(out + n, len - n, "%s%s", n ? " " : "", *argv);
+}
+
+static int vm_record(struct sm_vm *vm, const struct vm_plan *p, const sm_vm_config *cfg, sm_error **err)
+{
+	struct vm_meta m = { .pid = vm->pid, .created = time(NULL), .detached = cfg->detached };
+
+	snprintf(m.id, sizeof(m.id), "%s", vm->id);
+	snprintf(m.image, sizeof(m.image), "%s", cfg->label ? cfg->label : p->image_label);
+	snprintf(m.console, sizeof(m.console), "%s", vm->console);
+	vm_command_string(cfg->workload ? cfg->workload
+					: (cfg->image_workload ? (const char *const *)vm->image_cmd : NULL),
+			  m.command, sizeof(m.command));
+	return vm_meta_write(vm, &m, err);
+}
+
+/* Pings the agent until it answers, the worker dies, or the timeout. */
+static int vm_wait_agent(struct sm_vm *vm, uint32_t timeout_ms, sm_error **err)
+{
+	uint64_t deadline = agent_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	useconds_t pause = 5000;
+	struct proto_pong pong;
+
+	for (;;) {
+		sm_error *e = NULL;
+		if (agent_ping(&vm->target, &pong, &e) == 0)
+			return 0;
+		if (!sm_vm_running(vm)) {
+			sm_error_free(e);
+			return vm_died(vm, "while booting", err);
+		}
+		if (agent_now_ns() >= deadline) {
+			if (err)
+				*err = e;
+			else
+				sm_error_free(e);
+			return sm_error_set(err, SM_E_TIMEOUT, 0,
+					    "VM %s: the guest agent did not answer within %u ms (console: %s)", vm->id,
+					    timeout_ms, vm->console), -1;
+		}
+		sm_error_free(e);
+		usleep(pause);
+		if (pause < 100000)
+			pause *= 2;
+	}
+}
+
+static void vm_plan_free(struct vm_plan *p)
+{
+	oci_image_free(p->img);
+	strv_free(p->env);
+}
+
+static struct sm_vm *vm_alloc(void)
+{
+	struct sm_vm *vm = calloc(1, sizeof(*vm));
+
+	if (vm)
+		vm->pidfd = -1;
+	return vm;
+}
+
+sm_vm *sm_vm_start(const char *image, const sm_vm_config *cfg, sm_error **err)
+{
+	static const sm_vm_config defaults = { 0 };
+	struct vm_plan *p = calloc(1, sizeof(*p));
+	struct sm_vm *vm = vm_alloc();
+
+	if (!cfg)
+		cfg = &defaults;
+	if (!p || !vm) {
+		sm_error_set(err, SM_E_NOMEM, 0, "start VM");
+		goto fail;
+	}
+	if (!image || !*image) {
+		sm_error_set(err, SM_E_INVALID, 0, "start VM: no image given");
+		goto fail;
+	}
+	p->image_label = image;
+	vm->detached = cfg->detached;
+	vm->remove = !cfg->detached;
+	if (vm_assets_find(&cfg->assets, &p->assets, err) < 0 || vm_plan_image(p, vm, image, err) < 0 ||
+	    vm_plan_volumes(p, vm, cfg, err) < 0 || vm_runtime_create(vm, err) < 0)
+		goto fail;
+	if (cfg->console_log)
+		snprintf(vm->console, sizeof(vm->console), "%s", cfg->console_log);
+	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0 ||
+	    vm_plan_initrd(p, vm, cfg, err) < 0 || vm_spawn(vm, p, cfg, err) < 0 || vm_record(vm, p, cfg, err) < 0 ||
+	    vm_wait_agent(vm, cfg->boot_timeout_ms ? cfg->boot_timeout_ms : VM_DEFAULT_BOOT_TIMEOUT_MS, err) < 0)
+		goto fail;
+	vm_plan_free(p);
+	free(p);
+	return vm;
+fail:
+	sm_error_wrap(err, "start %s", image ? image : "VM");
+	if (p)
+		vm_plan_free(p);
+	free(p);
+	if (vm) {
+		vm->detached = false; /* a VM that never came up is never left behind */
+		vm->remove = true;
+		sm_vm_free(vm);
+	}
+	return NULL;
+}
+
+sm_vm *sm_vm_attach(const char *id, sm_error **err)
+{
+	struct sm_vm *vm = vm_alloc();
+	struct vm_meta m;
+
+	if (!vm)
+		return sm_error_set(err, SM_E_NOMEM, 0, "attach"), NULL;
+	if (vm_runtime_open(vm, id, err) < 0 || vm_meta_read(vm->dir, &m, err) < 0)
+		goto fail;
+	vm->pid = m.pid;
+	vm->detached = true;
+	if (m.console[0])
+		snprintf(vm->console, sizeof(vm->console), "%s", m.console);
+	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0)
+		goto fail;
+	if (vm_pid_is_worker(vm->pid)) {
+		/* open, then check again: the pidfd then pins this very process */
+		vm->pidfd = (int)syscall(SYS_pidfd_open, vm->pid, 0);
+		if (!vm_pid_is_worker(vm->pid))
+			vm->exited = true;
+	} else {
+		vm->exited = true;
+	}
+	return vm;
+fail:
+	vm->dir[0] = 0; /* never remove what we failed to recognise */
+	sm_vm_free(vm);
+	return NULL;
+}
+
+/* ---- stopping ---- */
+
+static void vm_flush_volumes(const struct sm_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nvolumes; i++) {
+		int fd = open(vm->volumes[i], O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+	}
+}
+
+int sm_vm_stop(sm_vm *vm, uint32_t grace_ms, sm_error **err)
+{
+	char reply[256];
+	bool clean = true;
+
+	if (!grace_ms)
+		grace_ms = VM_DEFAULT_GRACE_MS;
+	if (sm_vm_running(vm)) {
+		sm_error *e = NULL;
+		/* the guest syncs and unmounts its disks before it powers off */
+		if (agent_shutdown(&vm->target, grace_ms, &e) < 0)
+			sm_error_free(e);
+		if (!vm_wait_exit(vm, (int)grace_ms + 5000)) {
+			clean = false;
+			if (vm_control(vm, "stop", reply, sizeof(reply), NULL) < 0 || !vm_wait_exit(vm, 3000)) {
+				kill(vm->pid, SIGKILL);
+				vm_wait_exit(vm, 5000);
+			}
+		}
+	}
+	vm_flush_volumes(vm);
+	vm->remove = true; /* stopped for good: nothing left to attach to */
+	if (!clean)
+		return sm_error_set(err, SM_E_TIMEOUT, 0, "VM %s did not power off within %u ms; it was stopped",
+				    vm->id, grace_ms), -1;
+	return 0;
+}
+
+void sm_vm_free(sm_vm *vm)
+{
+	if (!vm)
+		return;
+	if (!vm->detached && vm->pid > 0 && sm_vm_running(vm))
+		sm_vm_stop(vm, 0, NULL);
+	if (vm->remove)
+		vm_runtime_remove(vm);
+	if (vm->pidfd >= 0)
+		close(vm->pidfd);
+	strv_free(vm->image_cmd);
+	strv_free(vm->volumes);
+	free(vm);
+}
+
+/* ---- talking to it ---- */
+
+const char *sm_vm_id(const sm_vm *vm)
+{
+	return vm->id;
+}
+
+const char *sm_vm_console_path(const sm_vm *vm)
+{
+	return vm->console;
+}
+
+const char *const *sm_vm_image_command(const sm_vm *vm)
+{
+	return (const char *const *)vm->image_cmd;
+}
+
+sm_exec *sm_exec_new(sm_vm *vm)
+{
+	return exec_new(&vm->target);
+}
+
+int sm_vm_write_file(sm_vm *vm, const char *path, const void *data, size_t len, unsigned mode, sm_error **err)
+{
+	if (vm_check(vm, "write file", err) < 0)
+		return -1;
+	if (agent_write_file(&vm->target, path, data, len, mode, err) < 0)
+		return vm_failed(vm, "write file", err);
+	return 0;
+}
+
+int sm_vm_read_file(sm_vm *vm, const char *path, size_t max, void **data, size_t *len, sm_error **err)
+{
+	if (vm_check(vm, "read file", err) < 0)
+		return -1;
+	if (agent_read_file(&vm->target, path, max, data, len, err) < 0)
+		return vm_failed(vm, "read file", err);
+	return 0;
+}
+
+int sm_vm_connect(sm_vm *vm, uint16_t guest_port, sm_error **err)
+{
+	int fd;
+
+	if (vm_check(vm, "connect", err) < 0)
+		return -1;
+	fd = agent_connect_tcp(&vm->target, guest_port, err);
+	if (fd < 0)
+		return vm_failed(vm, "connect", err);
+	return fd;
+}
+
+int sm_vm_workload_signal(sm_vm *vm, int sig, sm_error **err)
+{
+	if (vm_check(vm, "signal the workload", err) < 0)
+		return -1;
+	if (agent_signal_workload(&vm->target, sig, err) < 0)
+		return vm_failed(vm, "signal the workload", err);
+	return 0;
+}
