@@ -128,6 +128,16 @@ static sm_exec *sh(const char *script)
 	return fixture_sh(&vm.t, script);
 }
 
+/* sm_exec_spawn() leaves the builder to its caller. */
+static sm_child *spawn_sh(const char *script, sm_error **err)
+{
+	sm_exec *x = sh(script);
+	sm_child *c = sm_exec_spawn(x, err);
+
+	sm_exec_free(x);
+	return c;
+}
+
 static void run(sm_exec *x, sm_outcome *out)
 {
 	sm_error *err = NULL;
@@ -283,7 +293,7 @@ static void check_streaming(void)
 	size_t got = 0;
 	ssize_t n;
 
-	c = sm_exec_spawn(sh("head -c 16777216 /dev/zero"), &err);
+	c = spawn_sh("head -c 16777216 /dev/zero", &err);
 	must(c, "%s", sm_error_string(err));
 	while ((n = read(sm_child_stdout(c), buf, sizeof(buf))) > 0)
 		got += (size_t)n;
@@ -348,7 +358,7 @@ static void check_service_bridge(void)
 	ssize_t n;
 	int fd;
 
-	httpd = sm_exec_spawn(sh("exec httpd -f -p 8080 -h /www"), &err);
+	httpd = spawn_sh("exec httpd -f -p 8080 -h /www", &err);
 	must(httpd, "%s", sm_error_string(err));
 	for (int i = 0; i < 300 && !found; i++) {
 		must(agent_probe_listen(&vm.t, 8080, &found, &port, &err) == 0, "%s", sm_error_string(err));
@@ -468,7 +478,7 @@ Test(vm_exec, vm_dying_mid_exec, .init = setup_plain, .fini = teardown)
 	char buf[16];
 
 	boot();
-	c = sm_exec_spawn(sh("echo up; sleep 1000"), &err);
+	c = spawn_sh("echo up; sleep 1000", &err);
 	must(c, "%s", sm_error_string(err));
 	cr_assert(read(sm_child_stdout(c), buf, 3) == 3);
 	kill(vm.w.pid, SIGKILL);
