@@ -47,7 +47,8 @@ static void run_usage(FILE *out)
 		"command's (125: the VM could not start or the command could not run).\n"
 		"\n"
 		"options:\n"
-		"  --rm                 remove the VM when it ends (always so in the foreground)\n"
+		"  --rm                 remove the VM when it ends (always so in the foreground;\n"
+		"                       with -d, a watcher process removes it)\n"
 		"  -d, --detach         run CMD as the VM's workload in the background; print\n"
 		"                       the VM's ID (see ps, exec, logs, stop)\n"
 		"  -i, --interactive    stream stdin to the command\n"
@@ -214,11 +215,13 @@ static void run_forwards_stop(sm_forward **f)
 }
 
 /*
- * -d with -p: a process of its own, in its own session, holds the
- * listeners until the VM's worker exits, since we are about to.
+ * -d with -p or --rm: a process of its own, in its own session, outlives
+ * us to hold the listeners and, with --rm, to remove the VM once its
+ * worker exits (stopping an ended VM only removes its runtime directory).
  */
-static int run_forwarder_detach(const char *id, const struct run_opts *o)
+static int run_watcher_detach(const char *id, const struct run_opts *o)
 {
+	sm_forward **f = NULL;
 	pid_t pid = fork();
 
 	if (pid < 0)
@@ -228,8 +231,7 @@ static int run_forwarder_detach(const char *id, const struct run_opts *o)
 	setsid();
 	sm_error *err = NULL;
 	sm_vm *vm = sm_vm_attach(id, &err);
-	sm_forward **f = vm ? run_forwards(vm, o) : NULL;
-	if (!f) {
+	if (!vm || (o->nports && !(f = run_forwards(vm, o)))) {
 		sm_error_free(err);
 		_exit(1);
 	}
@@ -242,6 +244,8 @@ static int run_forwarder_detach(const char *id, const struct run_opts *o)
 		poll(&p, 1, vm->pidfd >= 0 ? -1 : 1000);
 	}
 	run_forwards_stop(f);
+	if (o->rm)
+		sm_vm_stop(vm, 0, NULL);
 	sm_vm_free(vm);
 	_exit(0);
 }
@@ -259,8 +263,8 @@ static int run_detached(struct run_opts *o, sm_vm_config *cfg)
 		cli_error("run", err);
 		return 125;
 	}
-	if (o->nports && run_forwarder_detach(sm_vm_id(vm), o) < 0) {
-		fprintf(stderr, "supermachine: run: cannot start the port forwarder\n");
+	if ((o->nports || o->rm) && run_watcher_detach(sm_vm_id(vm), o) < 0) {
+		fprintf(stderr, "supermachine: run: cannot start the process that watches the VM\n");
 		sm_vm_stop(vm, 0, NULL);
 		sm_vm_free(vm);
 		return 125;

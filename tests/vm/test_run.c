@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +238,22 @@ Test(run, detached_service_ps_exec_logs_stop)
 	cr_expect_eq(rc, 125, "exec after stop: %d", rc);
 	cr_expect(strstr(s(err), id), "exec after stop: %s", s(err));
 	free(out), free(err);
+	free(id);
+
+	/* --rm -d: once the workload ends, the VM is gone from `ps -a` without a stop. */
+	rc = cli(&out, &err, (const char *[]){ "run", "--rm", "-d", IMAGE, "true", NULL });
+	cr_assert_eq(rc, 0, "run --rm -d: status %d, stderr: %s", rc, s(err));
+	id = strndup(s(out), strcspn(s(out), "\n"));
+	free(out), free(err);
+	bool listed = true;
+	for (int i = 0; i < HTTP_WAIT_S * 10 && listed; i++) {
+		cli(&out, &err, (const char *[]){ "ps", "-a", NULL });
+		listed = strstr(s(out), id) != NULL;
+		free(out), free(err);
+		if (listed)
+			usleep(100000);
+	}
+	cr_expect(!listed, "run --rm -d: VM %s still listed after its workload ended", id);
 	free(id);
 }
 
