@@ -25,49 +25,14 @@
 
 #include <supermachine.h>
 
+#include "bench_util.h"
 #include "lib/vm.h"
 
 #define CONCURRENCY 8
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static const char *kvm_kind(void)
-{
-	return getenv("SUPERMACHINE_NESTED") ? "nested" : "host";
-}
-
 static void figure(const char *name, double value, const char *unit)
 {
-	printf("{\"bench\":\"exec\",\"figure\":\"%s\",\"value\":%.3f,\"unit\":\"%s\",\"kvm\":\"%s\"}\n", name, value,
-	       unit, kvm_kind());
-	fflush(stdout);
-}
-
-/* CPU (user + system) in seconds of a process, from /proc/PID/stat. */
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024];
-	unsigned long long ut = 0, st = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = 0;
-	fclose(f);
-	const char *p = strrchr(buf, ')');
-	/* after "pid (comm)": state is field 3, utime 14, stime 15 */
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	bench_figure("exec", name, value, unit);
 }
 
 static double self_cpu_s(void)
@@ -95,11 +60,11 @@ static double exec_true(sm_vm *vm)
 	sm_exec *x = sm_exec_new(vm);
 	sm_error *err = NULL;
 	sm_outcome o;
-	double t0 = now_s(), dt = -1;
+	double t0 = bench_now_s(), dt = -1;
 
 	sm_exec_argv(x, (const char *[]){ "true", NULL });
 	if (sm_exec_output(x, &o, &err) == 0 && o.status == 0)
-		dt = now_s() - t0;
+		dt = bench_now_s() - t0;
 	else
 		fprintf(stderr, "exec_bench: exec failed: %s\n", err ? sm_error_string(err) : "status");
 	if (err)
@@ -127,13 +92,13 @@ static int bench_rtt(sm_vm *vm, unsigned rounds)
 		return -1;
 	for (unsigned i = 0; i < 10; i++) /* warm the agent's and the page cache's paths */
 		exec_true(vm);
-	e0 = vm_exits(vm), c0 = self_cpu_s(), w0 = proc_cpu_s(vm->pid), t0 = now_s();
+	e0 = vm_exits(vm), c0 = self_cpu_s(), w0 = bench_proc_cpu_s(vm->pid), t0 = bench_now_s();
 	for (unsigned i = 0; i < rounds; i++)
 		if ((t[i] = exec_true(vm)) < 0) {
 			free(t);
 			return -1;
 		}
-	t1 = now_s(), e1 = vm_exits(vm), c1 = self_cpu_s(), w1 = proc_cpu_s(vm->pid);
+	t1 = bench_now_s(), e1 = vm_exits(vm), c1 = self_cpu_s(), w1 = bench_proc_cpu_s(vm->pid);
 	qsort(t, rounds, sizeof(*t), cmp_double);
 	figure("exec_rtt_p50", t[rounds / 2] * 1e6, "us");
 	figure("exec_rtt_p99", t[(size_t)((double)rounds * 0.99)] * 1e6, "us");
@@ -166,7 +131,7 @@ static int bench_concurrent(sm_vm *vm, unsigned rounds)
 	struct worker_arg args[CONCURRENCY];
 	pthread_t th[CONCURRENCY];
 	unsigned per = rounds / CONCURRENCY ? rounds / CONCURRENCY : 1;
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	int failed = 0;
 
 	for (int i = 0; i < CONCURRENCY; i++) {
@@ -179,13 +144,13 @@ static int bench_concurrent(sm_vm *vm, unsigned rounds)
 	}
 	if (failed)
 		return -1;
-	figure("execs_per_s_8way", per * CONCURRENCY / (now_s() - t0), "1/s");
+	figure("execs_per_s_8way", per * CONCURRENCY / (bench_now_s() - t0), "1/s");
 	return 0;
 }
 
 static int bench_run_rm(const char *cli, const char *image)
 {
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	pid_t pid = fork();
 	int st;
 
@@ -197,7 +162,7 @@ static int bench_run_rm(const char *cli, const char *image)
 		fprintf(stderr, "exec_bench: %s run --rm %s true failed\n", cli, image);
 		return -1;
 	}
-	figure("run_rm_true_wall", (now_s() - t0) * 1e3, "ms");
+	figure("run_rm_true_wall", (bench_now_s() - t0) * 1e3, "ms");
 	return 0;
 }
 

@@ -65,6 +65,35 @@ void sm_error_free(sm_error *e);
 /* A short name for a code ("not-found"). */
 const char *sm_code_name(sm_code code);
 
+/* ---- log: the library's diagnostics ------------------------------------- *
+ *
+ * The library never writes to stdout or stderr. What it has to say beyond
+ * returned errors (a port forward that failed in its background thread,
+ * ...) goes to the callback set here, one message per call, without a
+ * trailing newline. Default: no callback, nothing said.
+ */
+
+typedef enum sm_log_level {
+	SM_LOG_ERROR = 0,
+	SM_LOG_WARN,
+	SM_LOG_INFO,
+	SM_LOG_DEBUG,
+} sm_log_level;
+
+typedef void (*sm_log_fn)(sm_log_level level, const char *message, void *opaque);
+
+/*
+ * Sends messages at level and below (SM_LOG_WARN: errors and warnings) to
+ * fn; fn NULL silences the library again. Process-wide and thread-safe:
+ * fn may run on any thread, never on two at once, and not after
+ * sm_set_log() returns with another fn. fn must not call sm_set_log().
+ */
+void sm_set_log(sm_log_fn fn, void *opaque, sm_log_level level);
+/* A ready fn: "supermachine: warning: MESSAGE\n" on stderr. */
+void sm_log_stderr(sm_log_level level, const char *message, void *opaque);
+/* "error", "warning", "info", "debug". */
+const char *sm_log_level_name(sm_log_level level);
+
 /* ---- exec: run commands in a VM ------------------------------------------ *
  *
  * An sm_exec describes one command (argv, env, cwd, user, tty, timeout,
@@ -168,17 +197,36 @@ typedef enum sm_vm_profile {
 } sm_vm_profile;
 
 /*
- * Where the guest kernel (vmlinux), the base initramfs and the worker
- * binary are. NULL fields are looked up: $SUPERMACHINE_KERNEL,
- * $SUPERMACHINE_INITRAMFS, $SUPERMACHINE_WORKER ($SUPERMACHINE_KERNEL_DIR/
- * vmlinux for the kernel), then the install prefix, then the build tree
- * and the kernel cache. A miss is SM_E_NOT_FOUND naming every place tried.
+ * Where the guest kernel (vmlinux), the base initramfs (initramfs.cpio)
+ * and the worker binary (supermachine-worker) are. Each is taken from the
+ * first of:
+ *   1. this struct: the file field, else dir/NAME when dir is set;
+ *   2. $SUPERMACHINE_KERNEL, $SUPERMACHINE_INITRAMFS, $SUPERMACHINE_WORKER;
+ *   3. $SUPERMACHINE_KERNEL_DIR/vmlinux (the kernel only);
+ *   4. $SUPERMACHINE_ASSETS_DIR/NAME;
+ *   5. the install prefix: DATADIR/supermachine/ for the kernel and the
+ *      initramfs, LIBEXECDIR/supermachine/ for the worker;
+ *   6. the build tree the library was built in, and for the kernel the
+ *      kernel cache (kernel/build --print-dir).
+ * A path named in 1 or 2 must exist: a miss there is an error, never a
+ * fallback. A miss everywhere is SM_E_NOT_FOUND naming every place tried.
  */
 typedef struct sm_assets {
 	const char *kernel;
 	const char *initramfs;
 	const char *worker;
+	const char *dir;       /* holds vmlinux, initramfs.cpio, supermachine-worker */
 } sm_assets;
+
+/* The files discovery settled on. */
+typedef struct sm_asset_paths {
+	char kernel[4096];
+	char initramfs[4096];
+	char worker[4096];
+} sm_asset_paths;
+
+/* Resolves given (NULL = all discovered) as sm_vm_start() would; 0 or -1. */
+int sm_assets_find(const sm_assets *given, sm_asset_paths *out, sm_error **err);
 
 /* A persistent ext4 disk: a sparse host file made and formatted on first use. */
 typedef struct sm_volume {
@@ -264,6 +312,102 @@ sm_forward *sm_vm_expose_tcp(sm_vm *vm, const char *host_addr, uint16_t host_por
 uint16_t sm_forward_port(const sm_forward *f);
 /* Closes the listener and every relayed connection, and frees f. NULL is fine. */
 void sm_forward_stop(sm_forward *f);
+
+/* ---- snapshots: capture, restore, bake ------------------------------------ *
+ *
+ * A snapshot is a directory (docs/snapshots.md): the worker's state and
+ * memory files and metadata.json, written last, so a directory without
+ * it is not a snapshot. A NAME ([A-Za-z0-9][A-Za-z0-9._-]*, at most 128
+ * bytes) lives in the store, $SUPERMACHINE_HOME (else
+ * $XDG_DATA_HOME/supermachine, else ~/.local/share/supermachine)
+ * /snapshots/NAME; anything holding a '/' is a directory path.
+ * Volumes are never captured: they stay the host's files, and a restore
+ * must be given the same volumes (guest paths, order) again.
+ */
+
+/*
+ * Captures vm into name_or_dir, which must not exist yet; the VM keeps
+ * running. The guest syncs its disks first. 0 or -1.
+ */
+int sm_vm_snapshot(sm_vm *vm, const char *name_or_dir, sm_error **err);
+
+/*
+ * Starts a VM from a snapshot: checks it (format version, every file
+ * present and of the right size, the kernel and initramfs that
+ * cfg->assets discovery finds and the rootfs still match their digests:
+ * SM_E_SNAPSHOT otherwise, before any guest code runs), restores it in a
+ * new worker, sets the guest clock to now, adds fresh entropy and applies
+ * the balloon target. Memory, vCPUs, network, env and workload come from
+ * the snapshot: cfg (NULL = defaults) may repeat them but not change
+ * them; its volumes, assets, console_log, detached, label and
+ * boot_timeout_ms apply. sm_vm_start() restores too when its image is the
+ * name of a snapshot in the store.
+ */
+sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *cfg, sm_error **err);
+
+/*
+ * Puts a VM that was restored back to its snapshot in place (its copied
+ * pages dropped, all state reloaded, clock and entropy fresh): what a
+ * pool does between users. SM_E_INVALID for a VM that was booted.
+ */
+int sm_vm_reset(sm_vm *vm, sm_error **err);
+
+/* True when name_or_dir is a complete snapshot (has its metadata.json). */
+bool sm_snapshot_exists(const char *name_or_dir);
+
+typedef struct sm_snapshot_info {
+	char name[129];
+	char path[4096];
+	char image[1024];       /* the image it was baked from ("" for a bare rootfs) */
+	char image_digest[80];
+	char warmup_tag[256];
+	uint32_t memory_mib;
+	unsigned vcpus;
+	int64_t created;        /* unix time */
+	uint64_t disk_bytes;    /* blocks the memory and state files occupy */
+} sm_snapshot_info;
+
+/* The store's snapshots (valid ones only); *out is free()d by the caller. */
+int sm_snapshot_list(sm_snapshot_info **out, size_t *n, sm_error **err);
+/* Removes a snapshot of the store by name. */
+int sm_snapshot_remove(const char *name, sm_error **err);
+
+/* When a bake captures, once the VM booted and its agent answered. */
+typedef enum sm_bake_trigger {
+	SM_BAKE_READY = 0,    /* right away */
+	SM_BAKE_LISTENER,     /* the workload's first listening TCP socket (value: port, 0 = any) */
+	SM_BAKE_AFTER_MS,     /* value ms later */
+	SM_BAKE_HEARTBEAT,    /* the value-th heartbeat (a byte written to /run/supermachine/heartbeat) */
+} sm_bake_trigger;
+
+typedef struct sm_bake_config {
+	/*
+	 * The VM baked: memory, vCPUs, assets, network, env, workload, ...
+	 * No workload given: the image's Entrypoint+Cmd runs as the workload.
+	 */
+	sm_vm_config vm;
+	sm_bake_trigger trigger;
+	uint32_t trigger_value;
+	uint32_t trigger_timeout_ms;      /* 0 = 120000 */
+	/* Commands run in order in the VM before the capture; each must exit 0. NULL-terminated. */
+	const char *const *const *warmup;
+	/* Changing it (or anything else baked in) invalidates a snapshot baked before. */
+	const char *warmup_tag;
+	uint32_t settle_ms;               /* the guest syncs, waits this long, syncs again */
+	bool force;                       /* bake even when an up-to-date snapshot exists */
+	/* Called as each step starts (elapsed_us 0, done false) and ends; may be NULL. */
+	void (*progress)(const char *step, bool done, uint64_t elapsed_us, void *opaque);
+	void *progress_opaque;
+} sm_bake_config;
+
+/*
+ * Bakes image (a pulled image, pulled now when missing, or an ext4 file)
+ * into the snapshot name_or_dir: boots it, waits for the trigger, runs
+ * the warmup, quiesces, captures, stops the VM. Returns 0 when it baked,
+ * 1 when an up-to-date snapshot was already there (same image digest,
+ * kernel, initramfs, settings, warmup and warmup_tag), -1 on error.
+ */
+int sm_bake(const char *image, const char *name_or_dir, const sm_bake_config *cfg, sm_error **err);
 
 #ifdef __cplusplus
 }

@@ -18,5 +18,6 @@ int cmd_ps(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 
 #endif

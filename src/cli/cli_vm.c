@@ -20,6 +20,19 @@ void cli_error(const char *cmd, sm_error *err)
 	sm_error_free(err);
 }
 
+int cli_number(const char *s, unsigned long max, unsigned long *v, const char *cmd, const char *what)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoul(s, &end, 10);
+	if (errno || !*s || *end || *v == 0 || *v > max || s[0] == '-') {
+		fprintf(stderr, "supermachine: %s: %s '%s': want a number from 1 to %lu\n", cmd, what, s, max);
+		return -1;
+	}
+	return 0;
+}
+
 int cli_env_add(struct cli_exec_opts *o, const char *spec, const char *cmd)
 {
 	const char *val;

@@ -34,6 +34,8 @@ struct cli_exec_opts {
 /* -e K=V (or -e K: K's value here). 0, or -1 with a message on stderr. */
 int cli_env_add(struct cli_exec_opts *o, const char *spec, const char *cmd);
 void cli_exec_opts_free(struct cli_exec_opts *o);
+/* A number 1..max for option what of cmd. 0, or -1 with a message on stderr. */
+int cli_number(const char *s, unsigned long max, unsigned long *v, const char *cmd, const char *what);
 /* -p [ADDR:]HOST:GUEST. 0, or -1 with a message on stderr. */
 int cli_port_parse(const char *spec, struct cli_port *p, const char *cmd);
 

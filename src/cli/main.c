@@ -19,7 +19,7 @@ static int cmd_version(int argc, char **argv)
 
 static const struct cli_command commands[] = {
 	{ "version", "print the version", cmd_version },
-	{ "pull", "pull or import an image and build its root filesystem", cmd_pull },
+	{ "pull", "pull or import an image and build its root filesystem (--name: bake a snapshot)", cmd_pull },
 	{ "images", "list stored images", cmd_images },
 	{ "inspect", "show a stored image as JSON", cmd_inspect },
 	{ "rm", "remove images and unused blobs", cmd_rm },
@@ -28,6 +28,7 @@ static const struct cli_command commands[] = {
 	{ "exec", "run a command in a running VM", cmd_exec },
 	{ "stop", "stop a VM cleanly and remove it", cmd_stop },
 	{ "logs", "print a VM's console", cmd_logs },
+	{ "snapshot", "capture a running VM as a snapshot (it keeps running)", cmd_snapshot },
 };
 
 static void usage(FILE *out)
@@ -50,6 +51,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--version"))
 		return cmd_version(0, NULL);
+	/* the library is silent unless asked: its warnings (a refused forward, ...) go to our stderr */
+	sm_set_log(sm_log_stderr, NULL, SM_LOG_WARN);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].run(argc - 1, argv + 1);

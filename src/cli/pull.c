@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/bake.h"
+#include "cli/cli_vm.h"
 #include "oci/oci.h"
 
 static void pull_usage(FILE *out)
@@ -27,6 +29,22 @@ static void pull_usage(FILE *out)
 		"  --insecure                    https without certificate verification\n"
 		"                                (localhost included)\n"
 		"  -h, --help                    this help\n"
+		"\n"
+		"Baking a snapshot (docs/snapshots.md): with --name, the image is then\n"
+		"booted, warmed and captured as snapshot NAME, which 'supermachine run NAME'\n"
+		"restores in milliseconds. An up-to-date snapshot NAME is kept.\n"
+		"  --name NAME                   bake into snapshot NAME\n"
+		"  --memory MiB, --vcpus N       the baked VM's size (default 256, 1)\n"
+		"  --net                         give the baked VM a network (NAT)\n"
+		"  --snapshot-on WHEN            capture when: ready (the agent answers;\n"
+		"                                default), listener[=PORT] (the workload\n"
+		"                                listens on a TCP port), after=MS,\n"
+		"                                heartbeat=N (the workload wrote N bytes to\n"
+		"                                /run/supermachine/heartbeat)\n"
+		"  --warmup CMD                  run sh -c CMD before the capture (repeatable;\n"
+		"                                each must exit 0)\n"
+		"  --warmup-tag TAG              changing it bakes again\n"
+		"  --force                       bake even when NAME is up to date\n"
 		"\n"
 		"Credentials: SUPERMACHINE_REGISTRY_USER and SUPERMACHINE_REGISTRY_PASSWORD\n"
 		"(for SUPERMACHINE_REGISTRY_HOST only, when set), else the auths of\n"
@@ -92,10 +110,59 @@ static void progress_draw(const struct oci_progress *p, void *arg)
 	v->shown = true;
 }
 
+/* The bake options; 0, or -1 after saying what is wrong. */
+static int pull_bake_opt(struct cli_bake_opts *b, int c, const char *arg)
+{
+	unsigned long v;
+
+	switch (c) {
+	case 'n':
+		b->name = arg;
+		return 0;
+	case 'm':
+		if (cli_number(arg, 1u << 20, &v, "pull", "--memory") < 0)
+			return -1;
+		b->memory_mib = (uint32_t)v;
+		return 0;
+	case 'c':
+		if (cli_number(arg, 32, &v, "pull", "--vcpus") < 0)
+			return -1;
+		b->vcpus = (unsigned)v;
+		return 0;
+	case 's':
+		return cli_bake_trigger(b, arg);
+	case 'w':
+		if (b->nwarmup == CLI_MAX_WARMUP) {
+			fprintf(stderr, "supermachine: pull: more than %d --warmup\n", CLI_MAX_WARMUP);
+			return -1;
+		}
+		b->warmup[b->nwarmup++] = arg;
+		return 0;
+	case 't':
+		b->warmup_tag = arg;
+		return 0;
+	case 'N':
+		b->network = true;
+		return 0;
+	case 'f':
+		b->force = true;
+		return 0;
+	}
+	return -1;
+}
+
 int cmd_pull(int argc, char **argv)
 {
 	enum { OPT_PLATFORM = 256, OPT_PLAIN_HTTP, OPT_INSECURE };
 	static const struct option longopts[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'c' },
+		{ "snapshot-on", required_argument, NULL, 's' },
+		{ "warmup", required_argument, NULL, 'w' },
+		{ "warmup-tag", required_argument, NULL, 't' },
+		{ "net", no_argument, NULL, 'N' },
+		{ "force", no_argument, NULL, 'f' },
 		{ "platform", required_argument, NULL, OPT_PLATFORM },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "plain-http", no_argument, NULL, OPT_PLAIN_HTTP },
@@ -104,6 +171,7 @@ int cmd_pull(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct oci_pull_opts opts = { 0 };
+	struct cli_bake_opts bake = { 0 };
 	struct progress_view view = { 0 };
 	struct oci_store *st = NULL;
 	struct oci_image *img = NULL;
@@ -129,26 +197,37 @@ int cmd_pull(int argc, char **argv)
 		case 'h':
 			pull_usage(stdout);
 			return 0;
-		default:
+		case '?':
 			pull_usage(stderr);
 			return 2;
+		default:
+			if (pull_bake_opt(&bake, c, optarg) < 0)
+				return 2;
 		}
 	}
 	if (optind != argc - 1) {
 		pull_usage(stderr);
 		return 2;
 	}
+	if (!bake.name && (bake.memory_mib || bake.vcpus || bake.nwarmup || bake.warmup_tag || bake.network ||
+			   bake.trigger || bake.force)) {
+		fprintf(stderr, "supermachine: pull: --memory, --vcpus, --net, --snapshot-on, --warmup, "
+				"--warmup-tag and --force bake a snapshot: give --name NAME too\n");
+		return 2;
+	}
+	bake.quiet = quiet;
 	if (!quiet && isatty(STDERR_FILENO)) {
 		opts.progress = progress_draw;
 		opts.progress_arg = &view;
 	}
 	if (oci_store_open(NULL, &st, &err) == 0 && oci_pull(st, argv[optind], &opts, &img, &err) == 0) {
-		if (quiet)
+		if (quiet && !bake.name)
 			printf("%s\n", img->name);
-		else
+		else if (!quiet)
 			printf("%s\n  digest: %s\n  rootfs: %s\n", img->name, img->manifest_digest,
 			       img->rootfs_path ? img->rootfs_path : "(not built)");
-		rc = 0;
+		fflush(stdout);
+		rc = bake.name ? cli_bake(img->name, &bake) : 0;
 	} else {
 		if (view.shown)
 			fprintf(stderr, "\n");

@@ -3,15 +3,19 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+
+#include <supermachine.h>
 
 #include "oci/oci.h"
 
 static void rm_usage(FILE *out)
 {
-	fprintf(out, "usage: supermachine rm IMAGE...\n"
+	fprintf(out, "usage: supermachine rm IMAGE|SNAPSHOT...\n"
 		     "\n"
 		     "Remove images from the store, then delete the blobs and root\n"
-		     "filesystem images no remaining image uses.\n");
+		     "filesystem images no remaining image uses. A name of a baked\n"
+		     "snapshot removes that snapshot.\n");
 }
 
 int cmd_rm(int argc, char **argv)
@@ -44,6 +48,17 @@ int cmd_rm(int argc, char **argv)
 	}
 	for (int i = optind; i < argc; i++) {
 		uint64_t freed = 0;
+		if (sm_snapshot_exists(argv[i]) && !strchr(argv[i], '/')) {
+			if (sm_snapshot_remove(argv[i], &err) == 0) {
+				printf("removed snapshot %s\n", argv[i]);
+				continue;
+			}
+			fprintf(stderr, "supermachine: rm %s: %s\n", argv[i], sm_error_string(err));
+			sm_error_free(err);
+			err = NULL;
+			rc = 1;
+			continue;
+		}
 		if (oci_image_remove(st, argv[i], &freed, &err) < 0) {
 			fprintf(stderr, "supermachine: rm %s: %s\n", argv[i], sm_error_string(err));
 			sm_error_free(err);

@@ -30,7 +30,7 @@ struct run_opts {
 	sm_volume volumes[RUN_MAX_VOLUMES];
 	char volume_buf[RUN_MAX_VOLUMES][4200];
 	size_t nvolumes;
-	bool rm, detach, net;
+	bool rm, detach, net, snapshot;
 	uint32_t memory_mib;
 	unsigned vcpus;
 	const char *image;
@@ -45,6 +45,12 @@ static void run_usage(FILE *out)
 		"Boot IMAGE (a pulled image, see 'supermachine images') as a microVM and\n"
 		"run CMD in it, else the image's Entrypoint+Cmd. The exit status is the\n"
 		"command's (125: the VM could not start or the command could not run).\n"
+		"\n"
+		"IMAGE may be a baked snapshot (pull --name, snapshot): it is restored\n"
+		"instead of booted, its workload already running. CMD then runs as an\n"
+		"exec; without CMD the VM runs (serving -p ports) until it ends or you\n"
+		"interrupt it. Memory, vCPUs and network are the snapshot's; volumes must\n"
+		"be given again (-v, the same guest paths), as they are not captured.\n"
 		"\n"
 		"options:\n"
 		"  --rm                 remove the VM when it ends (always so in the foreground;\n"
@@ -66,19 +72,6 @@ static void run_usage(FILE *out)
 		"  --net, --no-net      outbound NAT networking for the guest (default off;\n"
 		"                       -p works without it)\n"
 		"  -h, --help           this help\n");
-}
-
-static int run_number(const char *s, unsigned long max, unsigned long *v, const char *what)
-{
-	char *end;
-
-	errno = 0;
-	*v = strtoul(s, &end, 10);
-	if (errno || !*s || *end || *v == 0 || *v > max || s[0] == '-') {
-		fprintf(stderr, "supermachine: run: %s '%s': want a number from 1 to %lu\n", what, s, max);
-		return -1;
-	}
-	return 0;
 }
 
 static int run_volume(struct run_opts *o, const char *spec)
@@ -142,12 +135,12 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				return -1;
 			break;
 		case OPT_MEMORY:
-			if (run_number(optarg, 1u << 20, &v, "--memory") < 0)
+			if (cli_number(optarg, 1u << 20, &v, "run", "--memory") < 0)
 				return -1;
 			o->memory_mib = (uint32_t)v;
 			break;
 		case OPT_VCPUS:
-			if (run_number(optarg, 64, &v, "--vcpus") < 0)
+			if (cli_number(optarg, 64, &v, "run", "--vcpus") < 0)
 				return -1;
 			o->vcpus = (unsigned)v;
 			break;
@@ -164,6 +157,12 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 	o->image = argv[optind];
 	if (optind + 1 < argc)
 		o->cmd = argv + optind + 1;
+	o->snapshot = sm_snapshot_exists(o->image);
+	if (o->snapshot && o->detach && o->cmd) {
+		fprintf(stderr, "supermachine: run: %s is a snapshot: its workload is baked in; run -d takes no CMD "
+				"(use exec)\n", o->image);
+		return -1;
+	}
 	if (o->detach && (o->x.interactive || o->x.tty)) {
 		fprintf(stderr, "supermachine: run: -d cannot be combined with -i or -t\n");
 		return -1;
@@ -187,6 +186,35 @@ static void run_config(const struct run_opts *o, sm_vm_config *cfg)
 	};
 	if (getenv("SUPERMACHINE_BOOT_TIMEOUT_MS"))
 		cfg->boot_timeout_ms = (uint32_t)strtoul(getenv("SUPERMACHINE_BOOT_TIMEOUT_MS"), NULL, 10);
+	if (o->snapshot) {
+		/* baked in; -e, -w and -u still apply to CMD, as exec options */
+		cfg->env = NULL;
+		cfg->workdir = NULL;
+		cfg->user = NULL;
+	}
+}
+
+static volatile sig_atomic_t run_interrupted;
+
+static void run_on_signal(int sig)
+{
+	(void)sig;
+	run_interrupted = 1;
+}
+
+/* A restored snapshot without CMD: its workload serves until the VM ends or we are interrupted. */
+static int run_snapshot_wait(sm_vm *vm)
+{
+	struct sigaction sa = { .sa_handler = run_on_signal };
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	while (!run_interrupted && sm_vm_running(vm)) {
+		struct pollfd p = { .fd = vm->pidfd, .events = POLLIN };
+		poll(&p, 1, vm->pidfd >= 0 ? 1000 : 200);
+	}
+	return run_interrupted ? 130 : 0;
 }
 
 static sm_forward **run_forwards(sm_vm *vm, const struct run_opts *o)
@@ -255,9 +283,11 @@ static int run_detached(struct run_opts *o, sm_vm_config *cfg)
 	sm_error *err = NULL;
 	sm_vm *vm;
 
-	cfg->power_off_on_exit = true;
-	cfg->workload = (const char *const *)o->cmd;
-	cfg->image_workload = true;
+	if (!o->snapshot) {
+		cfg->power_off_on_exit = true;
+		cfg->workload = (const char *const *)o->cmd;
+		cfg->image_workload = true;
+	}
 	vm = sm_vm_start(o->image, cfg, &err);
 	if (!vm) {
 		cli_error("run", err);
@@ -286,6 +316,12 @@ static int run_foreground(struct run_opts *o, sm_vm_config *cfg)
 	if (!vm) {
 		cli_error("run", err);
 		return 125;
+	}
+	if (!argv && o->snapshot) {
+		fwd = run_forwards(vm, o);
+		if (fwd)
+			status = run_snapshot_wait(vm);
+		goto out;
 	}
 	if (!argv)
 		argv = sm_vm_image_command(vm);

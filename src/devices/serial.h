@@ -49,4 +49,15 @@ size_t serial_input(struct serial *s, const uint8_t *buf, size_t len);
 /* Room in the receive FIFO. */
 size_t serial_rx_space(struct serial *s);
 
+/*
+ * Snapshot (the UART section): registers, pending THRE, line level and the
+ * receive FIFO into the writer's open section; restore reads and checks
+ * them from the reader's current section (-EINVAL/-EBADMSG, reason in the
+ * reader) and drives the interrupt line to the restored level.
+ */
+struct snap_writer;
+struct snap_reader;
+void serial_save(struct serial *s, struct snap_writer *w);
+int serial_restore(struct serial *s, struct snap_reader *r);
+
 #endif

@@ -103,20 +103,25 @@ static int do_hello(const struct init_state *st, int conn, struct proto_reader *
 
 /* ---- small requests ------------------------------------------------------------ */
 
-static int do_ping(int conn, const struct proto_frame *f)
+static int do_ping_reply(int conn)
 {
 	struct proto_buf out = { 0 };
 	struct proto_pong p;
 	struct timespec rt, mt;
 
-	if (proto_decode_empty(f) < 0)
-		return -EPROTO;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	clock_gettime(CLOCK_MONOTONIC, &mt);
 	p.realtime_ns = (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec;
 	p.monotonic_ns = (uint64_t)mt.tv_sec * 1000000000u + (uint64_t)mt.tv_nsec;
 	proto_encode_pong(&out, &p);
 	return reply(conn, &out);
+}
+
+static int do_ping(int conn, const struct proto_frame *f)
+{
+	if (proto_decode_empty(f) < 0)
+		return -EPROTO;
+	return do_ping_reply(conn);
 }
 
 static int do_set_time(const struct init_state *st, int conn, const struct proto_frame *f)
@@ -135,31 +140,70 @@ static int do_set_time(const struct init_state *st, int conn, const struct proto
 	return reply_ok(conn);
 }
 
-static int do_entropy(int conn, const struct proto_frame *f)
+/* Adds n bytes to the kernel's pool, credited: 0 or a positive errno, *what says which step failed. */
+static int entropy_add(const uint8_t *p, size_t n, const char **what)
 {
 	struct {
 		struct rand_pool_info info;
 		uint8_t bytes[PROTO_MAX_ENTROPY];
 	} pool;
-	const uint8_t *p;
-	size_t n;
 	int fd, rc;
 
-	if (proto_decode_entropy(f, &p, &n) < 0)
-		return -EPROTO;
 	/* Credited, not just mixed in: a restored clone must not reuse its parent's RNG state. */
 	pool.info.entropy_count = (int)(n * 8);
 	pool.info.buf_size = (int)n;
 	memcpy(pool.bytes, p, n);
 	fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return reply_error(conn, errno, "open /dev/urandom failed");
+	if (fd < 0) {
+		*what = "open /dev/urandom failed";
+		return errno;
+	}
 	rc = ioctl(fd, RNDADDENTROPY, &pool);
 	rc = rc < 0 ? errno : 0;
 	close(fd);
+	*what = "RNDADDENTROPY failed";
+	return rc;
+}
+
+static int do_entropy(int conn, const struct proto_frame *f)
+{
+	const char *what;
+	const uint8_t *p;
+	size_t n;
+	int rc;
+
+	if (proto_decode_entropy(f, &p, &n) < 0)
+		return -EPROTO;
+	rc = entropy_add(p, n, &what);
 	if (rc)
-		return reply_error(conn, rc, "RNDADDENTROPY failed");
+		return reply_error(conn, rc, what);
 	return reply_ok(conn);
+}
+
+/*
+ * The first request after a snapshot restore or reset: the host's wall
+ * clock (the guest's stopped at capture) and fresh entropy (every clone
+ * starts from the same RNG state). Answers PONG with the clocks after.
+ */
+static int do_resume(const struct init_state *st, int conn, const struct proto_frame *f)
+{
+	struct proto_resume r;
+	struct timespec ts;
+	const char *what;
+	int rc;
+
+	if (proto_decode_resume(f, &r) < 0)
+		return -EPROTO;
+	if (!st->pid1 && !st->allow_clock)
+		return reply_error(conn, EPERM, "resume is disabled for an agent that is not the VM's init");
+	ts.tv_sec = (time_t)(r.realtime_ns / 1000000000u);
+	ts.tv_nsec = (long)(r.realtime_ns % 1000000000u);
+	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+		return reply_error(conn, errno, "clock_settime failed");
+	rc = entropy_add(r.entropy, r.nentropy, &what);
+	if (rc)
+		return reply_error(conn, rc, what);
+	return do_ping_reply(conn);
 }
 
 static int do_quiesce(int conn, const struct proto_frame *f)
@@ -402,6 +446,8 @@ static int dispatch(const struct init_state *st, int conn, struct proto_reader *
 		return do_shutdown(st, conn, f);
 	case PROTO_SIGNAL_WORKLOAD:
 		return do_signal_workload(st, conn, f);
+	case PROTO_RESUME:
+		return do_resume(st, conn, f);
 	default:
 		return -EPROTO;
 	}

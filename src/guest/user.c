@@ -153,7 +153,7 @@ static int resolve_group(const char *spec, gid_t *gid, char *why, size_t whylen)
 int user_resolve(const char *spec, struct user_ids *ids, char *why, size_t whylen)
 {
 	char user[PROTO_MAX_NAME + 1], *group;
-	unsigned long id;
+	unsigned long id = 0; /* named users leave it unset */
 	struct pw_query q = { .ids = ids };
 	bool named;
 

@@ -417,6 +417,33 @@ int agent_add_entropy(const struct agent_target *t, const void *p, size_t n, sm_
 	return simple(t, enc_entropy, &bl, "add guest entropy", err);
 }
 
+static int enc_resume(struct proto_buf *b, const void *arg)
+{
+	return proto_encode_resume(b, arg);
+}
+
+int agent_resume(const struct agent_target *t, uint64_t realtime_ns, const void *entropy, size_t n,
+		 struct proto_pong *pong, sm_error **err)
+{
+	struct proto_resume r = { .realtime_ns = realtime_ns, .entropy = entropy, .nentropy = n };
+	struct agent_conn c;
+	struct proto_frame f;
+	int rc;
+
+	if (n < PROTO_MIN_RESUME_ENTROPY || n > PROTO_MAX_ENTROPY) {
+		sm_error_set(err, SM_E_INVALID, 0, "resume entropy must be %u..%u bytes, not %zu",
+			     PROTO_MIN_RESUME_ENTROPY, PROTO_MAX_ENTROPY, n);
+		return -1;
+	}
+	rc = roundtrip(t, &c, enc_resume, &r, PROTO_PONG, &f, "resume the guest (clock, entropy)", err);
+	if (rc == 0 && proto_decode_pong(&f, pong) < 0) {
+		sm_error_set(err, SM_E_PROTOCOL, 0, "resume: malformed pong");
+		rc = -1;
+	}
+	agent_close(&c);
+	return rc;
+}
+
 int agent_quiesce(const struct agent_target *t, uint32_t settle_ms, sm_error **err)
 {
 	struct u32_req r = { PROTO_QUIESCE, settle_ms };

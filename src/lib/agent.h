@@ -72,6 +72,12 @@ int agent_unexpected(sm_error **err, const struct proto_frame *f, const char *du
 int agent_ping(const struct agent_target *t, struct proto_pong *pong, sm_error **err);
 int agent_set_time(const struct agent_target *t, uint64_t realtime_ns, sm_error **err);
 int agent_add_entropy(const struct agent_target *t, const void *p, size_t n, sm_error **err);
+/*
+ * RESUME (after a restore or reset): sets the guest clock to realtime_ns
+ * and adds n bytes of entropy; *pong gets the guest's clocks after it.
+ */
+int agent_resume(const struct agent_target *t, uint64_t realtime_ns, const void *entropy, size_t n,
+		 struct proto_pong *pong, sm_error **err);
 int agent_quiesce(const struct agent_target *t, uint32_t settle_ms, sm_error **err);
 /* port 0: any. *found_port: the listening port found. */
 int agent_probe_listen(const struct agent_target *t, uint16_t port, bool *found, uint16_t *found_port,

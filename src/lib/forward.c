@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "lib/error.h"
+#include "lib/log.h"
 #include "lib/vm.h"
 
 #define FORWARD_BUF 65536
@@ -109,7 +110,7 @@ static void forward_start_relay(struct sm_forward *f, int host_fd)
 	c->guest_fd = agent_connect_tcp(&f->target, f->guest_port, &err);
 	if (c->guest_fd < 0) {
 		/* the client sees a reset, as when nothing listens; say why once */
-		fprintf(stderr, "supermachine: forward to guest port %u: %s\n", f->guest_port, sm_error_string(err));
+		log_warn("forward to guest port %u: %s", f->guest_port, sm_error_string(err));
 		sm_error_free(err);
 		goto drop;
 	}

@@ -27,6 +27,7 @@
 #include "lib/error.h"
 #include "lib/exec.h"
 #include "lib/guestcfg.h"
+#include "lib/snapshot.h"
 #include "oci/oci.h"
 
 #define VM_MAX_WORKER_ARGS (24 + 2 * VM_MAX_VOLUMES)
@@ -42,7 +43,6 @@ struct vm_plan {
 	char disk_args[1 + VM_MAX_VOLUMES][4200];
 	unsigned ndisks;
 	char initrd[VM_PATH_MAX + 16];
-	char log[VM_PATH_MAX + 16];
 };
 
 /* ---- the worker's life ---- */
@@ -124,8 +124,10 @@ static void vm_worker_last_line(const struct sm_vm *vm, char *out, size_t len)
 	buf[n] = 0;
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = 0;
-	const char *line = strrchr(buf, '\n');
-	snprintf(out, len, "%s", line ? line + 1 : buf);
+	const char *line = strrchr(buf, '\n'), *src = line ? line + 1 : buf;
+	size_t cut = strnlen(src, len - 1);
+	memcpy(out, src, cut); /* the line may be longer than out: cut, as -O3 warns of snprintf */
+	out[cut] = 0;
 }
 
 static int vm_died(struct sm_vm *vm, const char *during, sm_error **err)
@@ -142,13 +144,13 @@ static int vm_died(struct sm_vm *vm, const char *during, sm_error **err)
 }
 
 /* Before a call on the VM: fails fast when the worker is gone. */
-static int vm_check(struct sm_vm *vm, const char *during, sm_error **err)
+int vm_check(struct sm_vm *vm, const char *during, sm_error **err)
 {
 	return sm_vm_running(vm) ? 0 : vm_died(vm, during, err);
 }
 
 /* After a failed call: a worker that died meanwhile is the real cause. */
-static int vm_failed(struct sm_vm *vm, const char *during, sm_error **err)
+int vm_failed(struct sm_vm *vm, const char *during, sm_error **err)
 {
 	if (!sm_vm_running(vm))
 		return vm_died(vm, during, err);
@@ -158,8 +160,14 @@ static int vm_failed(struct sm_vm *vm, const char *during, sm_error **err)
 
 int vm_control(const struct sm_vm *vm, const char *req, char *reply, size_t len, sm_error **err)
 {
+	return vm_control_timeout(vm, req, reply, len, 5000, err);
+}
+
+int vm_control_timeout(const struct sm_vm *vm, const char *req, char *reply, size_t len, int timeout_ms,
+		       sm_error **err)
+{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 5 };
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
 	size_t got = 0;
 	ssize_t n;
 	int fd, rc = -1;
@@ -255,6 +263,16 @@ static char **vm_env_merge(char *const *image_env, const char *const *over)
 	if (env)
 		env[k] = NULL;
 	return env;
+}
+
+#define STRV(v) ((const char *const *)(v))
+
+/* The parts of an image config a restored VM needs, for metadata.json. */
+static json_t *vm_image_config_json(const struct oci_image_config *c)
+{
+	return json_pack("{s:o, s:o, s:o, s:s?, s:s?, s:s?}", "entrypoint", snapmeta_strv(STRV(c->entrypoint)),
+			 "cmd", snapmeta_strv(STRV(c->cmd)), "env", snapmeta_strv(STRV(c->env)), "working_dir",
+			 c->working_dir, "user", c->user, "stop_signal", c->stop_signal);
 }
 
 static int vm_plan_image(struct vm_plan *p, struct sm_vm *vm, const char *image, sm_error **err)
@@ -375,8 +393,7 @@ static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_confi
 }
 
 /* Runs in the child between fork and exec: async-signal-safe calls only. */
-static void vm_child(const struct sm_vm *vm, const struct vm_plan *p, char *const argv[], pid_t parent,
-		     bool detached)
+static void vm_child(const char *log, char *const argv[], pid_t parent, bool detached)
 {
 	sigset_t none;
 	int fd;
@@ -395,7 +412,7 @@ static void vm_child(const struct sm_vm *vm, const struct vm_plan *p, char *cons
 	fd = open("/dev/null", O_RDONLY);
 	if (fd >= 0)
 		dup2(fd, STDIN_FILENO);
-	fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd >= 0) {
 		dup2(fd, STDOUT_FILENO);
 		dup2(fd, STDERR_FILENO);
@@ -404,18 +421,20 @@ static void vm_child(const struct sm_vm *vm, const struct vm_plan *p, char *cons
 	_exit(127);
 }
 
+static unsigned vm_vcpus(const sm_vm_config *cfg)
+{
+	return cfg->vcpus ? cfg->vcpus : (cfg->profile == SM_PROFILE_THROUGHPUT ? VM_THROUGHPUT_VCPUS : 1u);
+}
+
 static int vm_spawn(struct sm_vm *vm, struct vm_plan *p, const sm_vm_config *cfg, sm_error **err)
 {
 	char mem[16], cpus[16];
 	const char *argv[VM_MAX_WORKER_ARGS];
 	unsigned n = 0;
-	unsigned vcpus = cfg->vcpus ? cfg->vcpus
-				    : (cfg->profile == SM_PROFILE_THROUGHPUT ? VM_THROUGHPUT_VCPUS : 1u);
-	pid_t parent = getpid();
+	unsigned vcpus = vm_vcpus(cfg);
 
 	snprintf(mem, sizeof(mem), "%u", cfg->memory_mib ? cfg->memory_mib : VM_DEFAULT_MEMORY_MIB);
 	snprintf(cpus, sizeof(cpus), "%u", vcpus);
-	snprintf(p->log, sizeof(p->log), "%s/worker.log", vm->dir);
 	argv[n++] = p->assets.worker;
 	argv[n++] = "--kernel", argv[n++] = p->assets.kernel;
 	argv[n++] = "--initrd", argv[n++] = p->initrd;
@@ -429,11 +448,20 @@ static int vm_spawn(struct sm_vm *vm, struct vm_plan *p, const sm_vm_config *cfg
 	if (cfg->network)
 		argv[n++] = "--net";
 	argv[n] = NULL;
+	return vm_spawn_argv(vm, argv, cfg->detached, err);
+}
+
+int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err)
+{
+	char log[VM_PATH_MAX + 16];
+	pid_t parent = getpid();
+
+	snprintf(log, sizeof(log), "%s/worker.log", vm->dir);
 	vm->pid = fork();
 	if (vm->pid < 0)
-		return sm_error_set(err, SM_E_IO, errno, "start the worker %s", p->assets.worker), -1;
+		return sm_error_set(err, SM_E_IO, errno, "start the worker %s", argv[0]), -1;
 	if (vm->pid == 0)
-		vm_child(vm, p, (char *const *)argv, parent, cfg->detached);
+		vm_child(log, (char *const *)argv, parent, detached);
 	vm->owned = true;
 	vm->pidfd = (int)syscall(SYS_pidfd_open, vm->pid, 0);
 	return 0;
@@ -448,17 +476,56 @@ static void vm_command_string(const char *const *argv, char *out, size_t len)
 		n += (size_t)snprintf(out + n, len - n, "%s%s", n ? " " : "", *argv);
 }
 
-static int vm_record(struct sm_vm *vm, const struct vm_plan *p, const sm_vm_config *cfg, sm_error **err)
+int vm_record_meta(struct sm_vm *vm, const char *label, const char *const *command, bool detached,
+		   sm_error **err)
 {
-	struct vm_meta m = { .pid = vm->pid, .created = time(NULL), .detached = cfg->detached };
+	struct vm_meta m = { .pid = vm->pid, .created = time(NULL), .detached = detached };
 
 	snprintf(m.id, sizeof(m.id), "%s", vm->id);
-	snprintf(m.image, sizeof(m.image), "%s", cfg->label ? cfg->label : p->image_label);
+	snprintf(m.image, sizeof(m.image), "%s", label);
 	snprintf(m.console, sizeof(m.console), "%s", vm->console);
-	vm_command_string(cfg->workload ? cfg->workload
-					: (cfg->image_workload ? (const char *const *)vm->image_cmd : NULL),
-			  m.command, sizeof(m.command));
+	vm_command_string(command, m.command, sizeof(m.command));
 	return vm_meta_write(vm, &m, err);
+}
+
+static const char *const *vm_workload(const struct sm_vm *vm, const sm_vm_config *cfg)
+{
+	return cfg->workload ? cfg->workload : (cfg->image_workload ? (const char *const *)vm->image_cmd : NULL);
+}
+
+/* boot.json: what a capture of this VM records (src/lib/snapshot.h). */
+static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm_config *cfg, sm_error **err)
+{
+	struct snap_meta *m = calloc(1, sizeof(*m));
+	const char *const *wl = vm_workload(vm, cfg);
+	int rc = -1;
+
+	if (!m)
+		return sm_error_set(err, SM_E_NOMEM, 0, "boot record"), -1;
+	m->memory_mib = cfg->memory_mib ? cfg->memory_mib : VM_DEFAULT_MEMORY_MIB;
+	m->vcpus = vm_vcpus(cfg);
+	m->network = cfg->network;
+	snprintf(m->kernel.path, sizeof(m->kernel.path), "%s", p->assets.kernel);
+	snprintf(m->initramfs.path, sizeof(m->initramfs.path), "%s", p->assets.initramfs);
+	if (!realpath(p->rootfs, m->rootfs.path))
+		snprintf(m->rootfs.path, sizeof(m->rootfs.path), "%s", p->rootfs);
+	for (size_t i = 0; i < cfg->nvolumes && i < VM_MAX_VOLUMES; i++) {
+		struct snap_volume *v = &m->volumes[m->nvolumes++];
+		snprintf(v->host_path, sizeof(v->host_path), "%s", cfg->volumes[i].host_path);
+		snprintf(v->guest_path, sizeof(v->guest_path), "%s", cfg->volumes[i].guest_path);
+		v->read_only = cfg->volumes[i].read_only;
+	}
+	snprintf(m->label, sizeof(m->label), "%s", cfg->label ? cfg->label : p->image_label);
+	if (p->img) {
+		snprintf(m->image_name, sizeof(m->image_name), "%s", p->img->name);
+		snprintf(m->image_digest, sizeof(m->image_digest), "%s", p->img->manifest_digest);
+		m->image_config = vm_image_config_json(&p->img->config);
+	}
+	m->workload = wl ? snapmeta_strv(wl) : NULL;
+	rc = snapshot_boot_record(vm, m, err);
+	snapmeta_release(m);
+	free(m);
+	return rc;
 }
 
 /* Pings the agent until it answers, the worker dies, or the timeout. */
@@ -498,7 +565,7 @@ static void vm_plan_free(struct vm_plan *p)
 	strv_free(p->env);
 }
 
-static struct sm_vm *vm_alloc(void)
+struct sm_vm *vm_alloc(void)
 {
 	struct sm_vm *vm = calloc(1, sizeof(*vm));
 
@@ -508,6 +575,14 @@ static struct sm_vm *vm_alloc(void)
 }
 
 sm_vm *sm_vm_start(const char *image, const sm_vm_config *cfg, sm_error **err)
+{
+	/* a baked snapshot of that name: restore it instead of booting */
+	if (image && sm_snapshot_exists(image))
+		return sm_vm_restore(image, cfg, err);
+	return vm_boot(image, cfg, err);
+}
+
+struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err)
 {
 	static const sm_vm_config defaults = { 0 };
 	struct vm_plan *p = calloc(1, sizeof(*p));
@@ -532,7 +607,9 @@ sm_vm *sm_vm_start(const char *image, const sm_vm_config *cfg, sm_error **err)
 	if (cfg->console_log)
 		snprintf(vm->console, sizeof(vm->console), "%s", cfg->console_log);
 	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0 ||
-	    vm_plan_initrd(p, vm, cfg, err) < 0 || vm_spawn(vm, p, cfg, err) < 0 || vm_record(vm, p, cfg, err) < 0 ||
+	    vm_plan_initrd(p, vm, cfg, err) < 0 || vm_spawn(vm, p, cfg, err) < 0 ||
+	    vm_record_meta(vm, cfg->label ? cfg->label : p->image_label, vm_workload(vm, cfg), cfg->detached, err) < 0 ||
+	    vm_record_boot(vm, p, cfg, err) < 0 ||
 	    vm_wait_agent(vm, cfg->boot_timeout_ms ? cfg->boot_timeout_ms : VM_DEFAULT_BOOT_TIMEOUT_MS, err) < 0)
 		goto fail;
 	vm_plan_free(p);
@@ -543,12 +620,17 @@ fail:
 	if (p)
 		vm_plan_free(p);
 	free(p);
-	if (vm) {
-		vm->detached = false; /* a VM that never came up is never left behind */
-		vm->remove = true;
-		sm_vm_free(vm);
-	}
+	vm_discard(vm);
 	return NULL;
+}
+
+void vm_discard(struct sm_vm *vm)
+{
+	if (!vm)
+		return;
+	vm->detached = false; /* a VM that never came up is never left behind */
+	vm->remove = true;
+	sm_vm_free(vm);
 }
 
 sm_vm *sm_vm_attach(const char *id, sm_error **err)

@@ -40,6 +40,7 @@ struct sm_vm {
 	char **image_cmd;           /* the image's Entrypoint+Cmd */
 	char **volumes;             /* host paths to fsync on a clean stop */
 	unsigned nvolumes;
+	bool restored;              /* started from a snapshot: sm_vm_reset() works */
 };
 
 /* ---- assets (vm_assets.c) ---- */
@@ -81,6 +82,26 @@ bool vm_pid_is_worker(pid_t pid);
 
 /* One request on the worker's control socket (docs/vmm.md); reply without "ok ". */
 int vm_control(const struct sm_vm *vm, const char *req, char *reply, size_t len, sm_error **err);
+/* The same, waiting up to timeout_ms for the answer (a capture writes all of RAM). */
+int vm_control_timeout(const struct sm_vm *vm, const char *req, char *reply, size_t len, int timeout_ms,
+		       sm_error **err);
+
+/* ---- the worker process (vm.c), shared with snapshot.c ---- */
+
+struct sm_vm *vm_alloc(void);
+/* Frees a VM that failed to come up: stopped and removed even when it was to be detached. */
+void vm_discard(struct sm_vm *vm);
+/* sm_vm_start() without the snapshot lookup: always a cold boot of image. */
+struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err);
+/* Forks and execs argv (argv[0]: the worker) with its output in DIR/worker.log. */
+int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err);
+/* Writes meta.json for `ps`; command may be NULL. */
+int vm_record_meta(struct sm_vm *vm, const char *label, const char *const *command, bool detached,
+		   sm_error **err);
+/* SM_E_VM_DIED when the worker is gone (with its last log line), else 0. */
+int vm_check(struct sm_vm *vm, const char *during, sm_error **err);
+/* After a failed call: the worker's death, if it died, else err wrapped with during. */
+int vm_failed(struct sm_vm *vm, const char *during, sm_error **err);
 
 /* "SIGTERM", "TERM" or "15" as a signal number; 0 when unknown. */
 int vm_signal_parse(const char *s);

@@ -3,13 +3,19 @@
  * reference's AssetPaths): explicit config, then the environment, then the
  * install prefix baked in at build time, then the build tree and the
  * kernel cache — so an installed library, a developer's build tree and a
- * test run all work without flags, and a miss says where we looked.
+ * test run all work without flags, and a miss says where we looked. The
+ * order is documented at sm_assets in include/supermachine.h.
  */
-#include "lib/vm.h"
+#include "lib/assets.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/error.h"
@@ -18,134 +24,245 @@
 #define SM_INSTALL_DATADIR "/usr/local/share/supermachine"
 #endif
 #ifndef SM_INSTALL_LIBEXECDIR
-#define SM_INSTALL_LIBEXECDIR "/usr/local/libexec"
+#define SM_INSTALL_LIBEXECDIR "/usr/local/libexec/supermachine"
+#endif
+#ifndef SM_BUILD_ROOT
+#define SM_BUILD_ROOT NULL
+#endif
+#ifndef SM_SOURCE_ROOT
+#define SM_SOURCE_ROOT NULL
+#endif
+#ifndef SM_KERNEL_DIR
+#define SM_KERNEL_DIR NULL
 #endif
 
-struct asset_search {
-	const char *what;      /* "kernel" */
-	char tried[1024];      /* "a, b, c" for the error */
-	size_t ntried;
+extern char **environ;
+
+/* One kind of asset and how it is looked for. */
+struct asset_kind {
+	const char *what;       /* "kernel", for messages */
+	const char *name;       /* its file name in any directory */
+	const char *field;      /* the sm_assets field naming it */
+	const char *env;        /* the variable naming the file */
+	const char *hint;       /* how to fix a miss */
+	const char *build_path; /* under the build root; NULL: not built there */
+	int mode;               /* R_OK or X_OK */
 };
 
-static bool asset_try(struct asset_search *s, const char *path, int mode, char *out, size_t len)
+static const struct asset_kind kind_kernel = {
+	"kernel", ASSET_KERNEL_NAME, "kernel", "SUPERMACHINE_KERNEL",
+	"set SUPERMACHINE_KERNEL_DIR, or build one with kernel/build", NULL, R_OK,
+};
+static const struct asset_kind kind_initramfs = {
+	"initramfs", ASSET_INITRAMFS_NAME, "initramfs", "SUPERMACHINE_INITRAMFS",
+	"set SUPERMACHINE_ASSETS_DIR, or install supermachine", "src/guest/" ASSET_INITRAMFS_NAME, R_OK,
+};
+static const struct asset_kind kind_worker = {
+	"worker", ASSET_WORKER_NAME, "worker", "SUPERMACHINE_WORKER",
+	"set SUPERMACHINE_ASSETS_DIR, or install supermachine", "src/worker/" ASSET_WORKER_NAME, X_OK,
+};
+
+/* Every place tried so far, "PATH (why), ...", for the error. */
+struct asset_search {
+	const struct asset_kind *kind;
+	char tried[8192];
+	size_t n;
+};
+
+static void search_note(struct asset_search *s, const char *path, const char *why)
 {
-	if (!path || !*path)
-		return false;
-	if (access(path, mode) == 0 && strlen(path) < len) {
-		snprintf(out, len, "%s", path);
-		return true;
-	}
-	s->ntried += (size_t)snprintf(s->tried + s->ntried, s->ntried < sizeof(s->tried) ? sizeof(s->tried) - s->ntried : 0,
-				       "%s%s", s->ntried ? ", " : "", path);
-	if (s->ntried >= sizeof(s->tried))
-		s->ntried = sizeof(s->tried) - 1;
-	return false;
+	size_t room = sizeof(s->tried) - s->n;
+	int w = snprintf(s->tried + s->n, room, "%s%s (%s)", s->n ? ", " : "", path, why);
+
+	if (w < 0 || (size_t)w >= room)
+		s->n = sizeof(s->tried) - 1;
+	else
+		s->n += (size_t)w;
 }
 
-static bool asset_try_in(struct asset_search *s, const char *dir, const char *name, int mode, char *out,
-			 size_t len)
+/* True when path is a regular file we may read (or run); out gets it. */
+static bool search_file(struct asset_search *s, const char *path, char *out, size_t len)
+{
+	struct stat st;
+
+	if (!path || !*path)
+		return false;
+	if (stat(path, &st) < 0)
+		return search_note(s, path, strerror(errno)), false;
+	if (!S_ISREG(st.st_mode))
+		return search_note(s, path, "not a regular file"), false;
+	if (access(path, s->kind->mode) < 0)
+		return search_note(s, path, s->kind->mode == X_OK ? "not executable" : "not readable"), false;
+	if (strlen(path) >= len)
+		return search_note(s, path, "path too long"), false;
+	snprintf(out, len, "%s", path);
+	return true;
+}
+
+static bool search_in(struct asset_search *s, const char *dir, const char *name, char *out, size_t len)
 {
 	char path[4096];
 
 	if (!dir || !*dir)
 		return false;
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return asset_try(s, path, mode, out, len);
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+		return search_note(s, dir, "path too long"), false;
+	return search_file(s, path, out, len);
 }
 
-static int asset_missing(struct asset_search *s, const char *env, sm_error **err)
+static int search_fail(struct asset_search *s, const char *named_by, sm_error **err)
 {
-	sm_error_set(err, SM_E_NOT_FOUND, 0, "no guest %s found (set %s; tried: %s)", s->what, env,
-		     s->ntried ? s->tried : "nothing");
+	if (named_by)
+		sm_error_set(err, SM_E_NOT_FOUND, 0, "no guest %s at %s, which %s names", s->kind->what, s->tried,
+			     named_by);
+	else
+		sm_error_set(err, SM_E_NOT_FOUND, 0, "no guest %s found; tried %s; %s", s->kind->what,
+			     s->n ? s->tried : "nowhere", s->kind->hint);
 	return -1;
 }
 
-/* The kernel cache entry for this source tree's kernel fragment, asked of kernel/build. */
-static bool kernel_cache_dir(char *out, size_t len)
+/* SOURCE/kernel/build --print-dir: the kernel cache entry for this tree's kernel fragment. */
+static bool kernel_cache_dir(const char *source_root, char *out, size_t len)
 {
-#ifdef SM_SOURCE_ROOT
-	char cmd[4200];
-	FILE *p;
-	bool ok = false;
+	char script[4096];
+	char *argv[] = { script, "--print-dir", NULL };
+	posix_spawn_file_actions_t fa;
+	int pfd[2], status;
+	ssize_t n, got = 0;
+	pid_t pid;
 
-	if (access(SM_SOURCE_ROOT "/kernel/build", X_OK) < 0)
+	if (!source_root || !*source_root || len < 2)
 		return false;
-	snprintf(cmd, sizeof(cmd), "'%s/kernel/build' --print-dir 2>/dev/null", SM_SOURCE_ROOT);
-	p = popen(cmd, "re");
-	if (!p)
+	snprintf(script, sizeof(script), "%s/kernel/build", source_root);
+	if (access(script, X_OK) < 0 || pipe2(pfd, O_CLOEXEC) < 0)
 		return false;
-	if (fgets(out, (int)len, p)) {
-		out[strcspn(out, "\n")] = 0;
-		ok = out[0] != 0;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
+	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+	if (posix_spawn(&pid, script, &fa, NULL, argv, environ) != 0)
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	close(pfd[1]);
+	while (pid > 0 && (size_t)got < len - 1 && (n = read(pfd[0], out + got, len - 1 - (size_t)got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		got += n;
 	}
-	pclose(p);
-	return ok;
-#else
-	(void)out;
-	(void)len;
-	return false;
-#endif
+	close(pfd[0]);
+	if (pid < 0)
+		return false;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	out[got] = 0;
+	out[strcspn(out, "\n")] = 0;
+	return out[0] == '/';
 }
 
-static int assets_kernel(const char *given, char *out, size_t len, sm_error **err)
+/* 1. the config, 2. the environment: a path named there must be right. */
+static int asset_named(struct asset_search *s, const sm_assets *g, const char *given, const char *env, char *out,
+		       size_t len, sm_error **err)
 {
-	struct asset_search s = { .what = "kernel" };
-	char dir[4096];
+	char by[64];
 
-	if (given)
-		return asset_try(&s, given, R_OK, out, len) ? 0 : asset_missing(&s, "sm_assets.kernel", err);
-	if (asset_try(&s, getenv("SUPERMACHINE_KERNEL"), R_OK, out, len) ||
-	    asset_try_in(&s, getenv("SUPERMACHINE_KERNEL_DIR"), "vmlinux", R_OK, out, len) ||
-	    asset_try_in(&s, SM_INSTALL_DATADIR, "vmlinux", R_OK, out, len))
-		return 0;
-#ifdef SM_KERNEL_DIR
-	if (asset_try_in(&s, SM_KERNEL_DIR, "vmlinux", R_OK, out, len))
-		return 0;
-#endif
-	if (kernel_cache_dir(dir, sizeof(dir)) && asset_try_in(&s, dir, "vmlinux", R_OK, out, len))
-		return 0;
-	return asset_missing(&s, "SUPERMACHINE_KERNEL_DIR or run kernel/build", err);
+	if (given) {
+		snprintf(by, sizeof(by), "sm_assets.%s", s->kind->field);
+		return search_file(s, given, out, len) ? 0 : search_fail(s, by, err);
+	}
+	if (g->dir)
+		return search_in(s, g->dir, s->kind->name, out, len) ? 0 : search_fail(s, "sm_assets.dir", err);
+	snprintf(by, sizeof(by), "$%s", s->kind->env);
+	return search_file(s, env, out, len) ? 0 : search_fail(s, by, err);
 }
 
-/* An asset that is one file: given, else $env, else the install prefix, else the build tree. */
-struct asset_file {
-	const char *what, *env, *install_dir, *name, *build_path;
-	int mode;
-};
-
-static int assets_file(const struct asset_file *a, const char *given, char *out, size_t len, sm_error **err)
+static int assets_kernel(const sm_assets *g, const struct vm_assets_places *p, char *out, size_t len,
+			 sm_error **err)
 {
-	struct asset_search s = { .what = a->what };
+	struct asset_search s = { .kind = &kind_kernel };
+	char cache[4096];
 
-	if (given)
-		return asset_try(&s, given, a->mode, out, len) ? 0 : asset_missing(&s, "sm_assets", err);
-	if (asset_try(&s, getenv(a->env), a->mode, out, len) ||
-	    asset_try_in(&s, a->install_dir, a->name, a->mode, out, len))
+	if (g->kernel || g->dir || p->env_kernel)
+		return asset_named(&s, g, g->kernel, p->env_kernel, out, len, err);
+	if (search_in(&s, p->env_kernel_dir, s.kind->name, out, len) ||
+	    search_in(&s, p->env_assets_dir, s.kind->name, out, len) ||
+	    search_in(&s, p->datadir, s.kind->name, out, len) || search_in(&s, p->kernel_dir, s.kind->name, out, len))
 		return 0;
-#ifdef SM_BUILD_ROOT
-	if (asset_try_in(&s, SM_BUILD_ROOT, a->build_path, a->mode, out, len))
+	if (kernel_cache_dir(p->source_root, cache, sizeof(cache)) && search_in(&s, cache, s.kind->name, out, len))
 		return 0;
-#endif
-	return asset_missing(&s, a->env, err);
+	return search_fail(&s, NULL, err);
 }
 
-static const struct asset_file asset_initramfs = {
-	"initramfs", "SUPERMACHINE_INITRAMFS", SM_INSTALL_DATADIR, "initramfs.cpio", "src/guest/initramfs.cpio", R_OK,
-};
-static const struct asset_file asset_worker = {
-	"worker", "SUPERMACHINE_WORKER", SM_INSTALL_LIBEXECDIR, "supermachine-worker", "src/worker/supermachine-worker",
-	X_OK,
-};
-
-int vm_assets_find(const sm_assets *given, struct vm_asset_paths *out, sm_error **err)
+static int assets_file(const struct asset_kind *k, const char *given, const char *env, const char *install_dir,
+		       const sm_assets *g, const struct vm_assets_places *p, char *out, size_t len, sm_error **err)
 {
-	sm_assets none = { 0 };
+	struct asset_search s = { .kind = k };
+
+	if (given || g->dir || env)
+		return asset_named(&s, g, given, env, out, len, err);
+	if (search_in(&s, p->env_assets_dir, k->name, out, len) || search_in(&s, install_dir, k->name, out, len) ||
+	    search_in(&s, p->build_root, k->build_path, out, len))
+		return 0;
+	return search_fail(&s, NULL, err);
+}
+
+static const char *env_get(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+void vm_assets_places_default(struct vm_assets_places *p)
+{
+	*p = (struct vm_assets_places){
+		.env_kernel = env_get(kind_kernel.env),
+		.env_initramfs = env_get(kind_initramfs.env),
+		.env_worker = env_get(kind_worker.env),
+		.env_kernel_dir = env_get("SUPERMACHINE_KERNEL_DIR"),
+		.env_assets_dir = env_get("SUPERMACHINE_ASSETS_DIR"),
+		.datadir = SM_INSTALL_DATADIR,
+		.libexecdir = SM_INSTALL_LIBEXECDIR,
+		.build_root = SM_BUILD_ROOT,
+		.kernel_dir = SM_KERNEL_DIR,
+		.source_root = SM_SOURCE_ROOT,
+	};
+}
+
+int vm_assets_find_in(const sm_assets *given, const struct vm_assets_places *p, struct vm_asset_paths *out,
+		      sm_error **err)
+{
+	static const sm_assets none = { 0 };
 
 	if (!given)
 		given = &none;
-	if (assets_kernel(given->kernel, out->kernel, sizeof(out->kernel), err) < 0 ||
-	    assets_file(&asset_initramfs, given->initramfs, out->initramfs, sizeof(out->initramfs), err) < 0 ||
-	    assets_file(&asset_worker, given->worker, out->worker, sizeof(out->worker), err) < 0)
+	if (assets_kernel(given, p, out->kernel, sizeof(out->kernel), err) < 0 ||
+	    assets_file(&kind_initramfs, given->initramfs, p->env_initramfs, p->datadir, given, p, out->initramfs,
+			sizeof(out->initramfs), err) < 0 ||
+	    assets_file(&kind_worker, given->worker, p->env_worker, p->libexecdir, given, p, out->worker,
+			sizeof(out->worker), err) < 0)
 		return -1;
+	return 0;
+}
+
+int vm_assets_find(const sm_assets *given, struct vm_asset_paths *out, sm_error **err)
+{
+	struct vm_assets_places p;
+
+	vm_assets_places_default(&p);
+	return vm_assets_find_in(given, &p, out, err);
+}
+
+int sm_assets_find(const sm_assets *given, sm_asset_paths *out, sm_error **err)
+{
+	struct vm_asset_paths found;
+
+	if (!out)
+		return sm_error_set(err, SM_E_INVALID, 0, "find assets: no output given"), -1;
+	if (vm_assets_find(given, &found, err) < 0)
+		return -1;
+	memcpy(out->kernel, found.kernel, sizeof(out->kernel));
+	memcpy(out->initramfs, found.initramfs, sizeof(out->initramfs));
+	memcpy(out->worker, found.worker, sizeof(out->worker));
 	return 0;
 }

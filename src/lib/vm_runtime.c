@@ -126,7 +126,8 @@ int vm_runtime_open(struct sm_vm *vm, const char *id, sm_error **err)
 void vm_runtime_remove(const struct sm_vm *vm)
 {
 	static const char *const names[] = { "control.sock", "vsock.sock", "console.log", "initrd.cpio",
-					     "worker.log", "meta.json", "meta.json.tmp" };
+					     "worker.log", "meta.json", "meta.json.tmp",
+					     "boot.json", "boot.json.tmp" };
 	char path[VM_PATH_MAX + 32];
 
 	if (!vm->dir[0])

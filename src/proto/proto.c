@@ -222,6 +222,7 @@ static const char *const type_names[] = {
 	[PROTO_HEARTBEAT] = "heartbeat",
 	[PROTO_SHUTDOWN] = "shutdown",
 	[PROTO_SIGNAL_WORKLOAD] = "signal-workload",
+	[PROTO_RESUME] = "resume",
 	[PROTO_STDIN] = "stdin",
 	[PROTO_STDOUT] = "stdout",
 	[PROTO_STDERR] = "stderr",
@@ -653,6 +654,26 @@ int proto_decode_entropy(const struct proto_frame *f, const uint8_t **p, size_t 
 	*p = f->payload;
 	*n = f->len;
 	return 0;
+}
+
+int proto_encode_resume(struct proto_buf *b, const struct proto_resume *r)
+{
+	size_t s = proto_frame_begin(b, PROTO_RESUME, 0);
+	proto_put_u64(b, r->realtime_ns);
+	proto_put_bytes(b, r->entropy, r->nentropy);
+	return proto_frame_end(b, s);
+}
+
+int proto_decode_resume(const struct proto_frame *f, struct proto_resume *r)
+{
+	struct cur c = cur_of(f);
+
+	r->realtime_ns = get_u64(&c);
+	if (c.bad || c.left < PROTO_MIN_RESUME_ENTROPY || c.left > PROTO_MAX_ENTROPY)
+		return -EPROTO;
+	r->nentropy = c.left;
+	r->entropy = cur_take(&c, c.left);
+	return cur_done(&c);
 }
 
 int proto_encode_shutdown(struct proto_buf *b, const struct proto_shutdown *sd)

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC 0x47414d53u /* "SMAG" little-endian */
-#define PROTO_VERSION 1u
+#define PROTO_VERSION 2u /* 2: RESUME */
 #define PROTO_AGENT_PORT 1028u
 /* Where /init finds its configuration: INIT_CONFIG_NAME in the initramfs, "/" + it at run time. */
 #define INIT_CONFIG_NAME "sm/config"
@@ -30,6 +30,8 @@
 #define PROTO_MAX_STAGED 64u         /* staged files in one exec */
 #define PROTO_MAX_VOLUMES 16u
 #define PROTO_MAX_ENTROPY 4096u
+#define PROTO_MIN_RESUME_ENTROPY 16u   /* RESUME must carry at least this much */
+#define PROTO_RESUME_ENTROPY 64u       /* what the host sends */
 #define PROTO_MAX_MESSAGE 4096u      /* an error frame's text */
 #define PROTO_MAX_SETTLE_MS 60000u
 #define PROTO_MAX_GRACE_MS 600000u
@@ -50,6 +52,7 @@ enum proto_type {
 	PROTO_HEARTBEAT = 25,
 	PROTO_SHUTDOWN = 26,
 	PROTO_SIGNAL_WORKLOAD = 27,
+	PROTO_RESUME = 28,          /* after a snapshot restore: clock + entropy (v2) */
 
 	/* streams and controls inside a request */
 	PROTO_STDIN = 32,
@@ -226,6 +229,19 @@ int proto_decode_probe(const struct proto_frame *f, uint16_t *port);
 int proto_decode_quiesce(const struct proto_frame *f, uint32_t *settle_ms);
 /* ADD_ENTROPY: 1..PROTO_MAX_ENTROPY bytes. */
 int proto_decode_entropy(const struct proto_frame *f, const uint8_t **p, size_t *n);
+
+/*
+ * RESUME: the first request after a restore or reset. The agent sets
+ * CLOCK_REALTIME, adds the entropy (credited) and answers PONG with its
+ * clocks after the change.
+ */
+struct proto_resume {
+	uint64_t realtime_ns;
+	const uint8_t *entropy; /* PROTO_MIN_RESUME_ENTROPY..PROTO_MAX_ENTROPY bytes, into the payload */
+	size_t nentropy;
+};
+int proto_encode_resume(struct proto_buf *b, const struct proto_resume *r);
+int proto_decode_resume(const struct proto_frame *f, struct proto_resume *r);
 
 struct proto_shutdown {
 	uint32_t grace_ms; /* how long the workload gets after its stop signal */

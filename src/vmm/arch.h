@@ -5,6 +5,7 @@
 #ifndef SM_VMM_ARCH_H
 #define SM_VMM_ARCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vmm/log.h"
@@ -38,5 +39,24 @@ int arch_vm_setup(struct vm *vm, struct vmm_err *err);
 int arch_vcpu_setup(struct vm *vm, struct vcpu *v, struct vmm_err *err);
 /* Kernel, initrd, command line, firmware tables, boot vCPU registers. */
 int arch_boot_load(struct vm *vm, const char *kernel, const char *initrd, struct vmm_err *err);
+
+/*
+ * Snapshots (x86/snapshot.c). Setup runs once the vCPUs exist, before the
+ * sandbox: it learns which MSRs this host's KVM saves and restores (a
+ * restored VM adopts its snapshot's list when vCPU 0 is restored). Save
+ * and restore write and read the architecture's own sections (VMST and
+ * VCPU n); failures are recorded in the writer or reader, named after the
+ * section. `first` is false for a reset in place of a vCPU that already
+ * ran (its CPUID and TSC rate stay as they are).
+ */
+struct snap_writer;
+struct snap_reader;
+int arch_snapshot_setup(struct vm *vm, struct vmm_err *err);
+void arch_vm_save(struct vm *vm, struct snap_writer *w);
+int arch_vm_restore(struct vm *vm, struct snap_reader *r);
+void arch_vcpu_save(struct vm *vm, struct vcpu *v, struct snap_writer *w);
+int arch_vcpu_restore(struct vm *vm, struct vcpu *v, struct snap_reader *r, bool first);
+/* The vCPU was (or is) stopped by the host: tell the guest's clock. */
+void arch_vcpu_paused(struct vcpu *v);
 
 #endif

@@ -75,6 +75,21 @@ static void cmd_boot_time(void *opaque, const char *args, char *reply, size_t le
 		 ms_between(vm->t_process_ns, first), (unsigned long long)marker);
 }
 
+/* Host cost of getting the guest going (a boot's or a restore's setup). */
+static void cmd_startup(void *opaque, const char *args, char *reply, size_t len)
+{
+	struct vm *vm = opaque;
+	uint64_t first = __atomic_load_n(&vm->t_first_run_ns, __ATOMIC_ACQUIRE);
+
+	if (!first) {
+		snprintf(reply, len, "error no vCPU has run yet");
+		return;
+	}
+	snprintf(reply, len, "ok process_to_kvm_run_ms=%.3f cpu_to_kvm_run_ms=%.3f",
+		 ms_between(vm->t_process_ns, first),
+		 (double)__atomic_load_n(&vm->cpu_first_run_ns, __ATOMIC_RELAXED) / 1e6);
+}
+
 static void cmd_stats(void *opaque, const char *args, char *reply, size_t len)
 {
 	struct vm *vm = opaque;
@@ -293,6 +308,7 @@ struct control *control_open(struct vm *vm, const char *path, struct vmm_err *er
 	control_register(c, "stop", cmd_stop, vm);
 	control_register(c, "boot-time", cmd_boot_time, vm);
 	control_register(c, "stats", cmd_stats, vm);
+	control_register(c, "startup", cmd_startup, vm);
 	control_register(c, "help", cmd_help, c);
 	if (path && control_listen(c, path, err) < 0) {
 		control_close(c);

@@ -1,6 +1,7 @@
 #include "vmm/sandbox.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/kvm.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -30,6 +31,25 @@ static const char *const base_syscalls[] = {
 static const char *const socket_syscalls[] = {
 	"socket", "connect", "bind", "listen", "accept", "setsockopt", "getsockopt",
 	"getsockname", "getpeername", "poll", "ppoll", "recvmmsg", "sendmmsg", "socketpair",
+};
+
+/*
+ * Snapshots on request: the state and memory files are created as
+ * DIR/name.tmp (openat, only with the writer's flags), sized, renamed.
+ */
+static const char *const snapshot_syscalls[] = {
+	"ftruncate", "rename", "renameat", "renameat2",
+};
+#define SNAPSHOT_OPEN_FLAGS (O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
+
+/* The vCPU and VM state a snapshot reads, and a reset in place writes back. */
+static const unsigned long snapshot_ioctls[] = {
+	KVM_GET_MP_STATE, KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_GET_XCRS, KVM_GET_DEBUGREGS,
+	KVM_GET_LAPIC, KVM_GET_TSC_KHZ, KVM_GET_CPUID2, KVM_GET_MSRS, KVM_GET_VCPU_EVENTS,
+	KVM_GET_PIT2, KVM_GET_CLOCK, KVM_GET_IRQCHIP, KVM_KVMCLOCK_CTRL,
+	KVM_SET_MP_STATE, KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_XSAVE, KVM_SET_XCRS,
+	KVM_SET_DEBUGREGS, KVM_SET_LAPIC, KVM_SET_MSRS, KVM_SET_VCPU_EVENTS, KVM_SET_PIT2,
+	KVM_SET_CLOCK, KVM_SET_IRQCHIP,
 };
 
 /*
@@ -145,6 +165,20 @@ static int allow_ioctls(scmp_filter_ctx ctx, bool sockets)
 	return 0;
 }
 
+static int allow_snapshots(scmp_filter_ctx ctx)
+{
+	int rc = allow_list(ctx, snapshot_syscalls,
+			    sizeof(snapshot_syscalls) / sizeof(snapshot_syscalls[0]));
+
+	for (size_t i = 0; rc == 0 && i < sizeof(snapshot_ioctls) / sizeof(snapshot_ioctls[0]); i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, snapshot_ioctls[i]));
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+				      SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffffu, SNAPSHOT_OPEN_FLAGS));
+	return rc;
+}
+
 static int sandbox_build(scmp_filter_ctx ctx, const struct sandbox_options *o)
 {
 	int rc = allow_list(ctx, base_syscalls, sizeof(base_syscalls) / sizeof(base_syscalls[0]));
@@ -157,6 +191,8 @@ static int sandbox_build(scmp_filter_ctx ctx, const struct sandbox_options *o)
 				sizeof(sanitizer_syscalls) / sizeof(sanitizer_syscalls[0]));
 	if (rc == 0)
 		rc = allow_ioctls(ctx, o->sockets || SANDBOX_SANITIZER);
+	if (rc == 0 && o->snapshots)
+		rc = allow_snapshots(ctx);
 	if (rc == 0)
 		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	return rc;

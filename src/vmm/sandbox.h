@@ -24,6 +24,9 @@ struct sandbox_options {
 	enum sandbox_mode mode;
 	/* Host sockets opened while running (vsock's guest->host connects, slirp). */
 	bool sockets;
+	/* The control socket may ask for a snapshot (files in its directory,
+	 * KVM state ioctls) or a reset in place (the KVM SET ioctls). */
+	bool snapshots;
 };
 
 /* The mode SUPERMACHINE_SECCOMP asks for: "log", "off", else enforce. */

@@ -481,7 +481,7 @@ static int section_parse(struct snap_reader *r, uint32_t i, size_t *off)
 
 static int reader_index(struct snap_reader *r)
 {
-	uint32_t n;
+	uint32_t n = 0;
 	int rc = header_check(r, &n);
 
 	if (rc < 0)

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #define VCPU_KICK_SIGNAL SIGUSR1
 
@@ -247,6 +248,18 @@ static void vcpu_park(struct vcpu *v)
 	pthread_mutex_unlock(&vm->state_lock);
 }
 
+/* What a boot or a restore cost the host before the guest ran: wall and CPU time. */
+static void vcpu_first_run(struct vm *vm)
+{
+	struct timespec cpu;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu) == 0)
+		__atomic_store_n(&vm->cpu_first_run_ns,
+				 (uint64_t)cpu.tv_sec * 1000000000ULL + (uint64_t)cpu.tv_nsec,
+				 __ATOMIC_RELAXED);
+	__atomic_store_n(&vm->t_first_run_ns, vm_now_ns(), __ATOMIC_RELEASE);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -267,7 +280,7 @@ static void *vcpu_thread(void *arg)
 			continue;
 		}
 		if (v->index == 0 && !vm->t_first_run_ns)
-			__atomic_store_n(&vm->t_first_run_ns, vm_now_ns(), __ATOMIC_RELEASE);
+			vcpu_first_run(vm);
 		int rc = ioctl(v->fd, KVM_RUN, 0);
 		if (rc < 0) {
 			if (errno == EINTR || errno == EAGAIN) {

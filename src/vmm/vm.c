@@ -126,8 +126,16 @@ static int kvm_open(struct vm *vm, struct vmm_err *err)
 static int vm_mem_setup(struct vm *vm, struct vmm_err *err)
 {
 	uint64_t size = vm->cfg.mem_mib << 20;
-	int rc = guest_mem_alloc(&vm->mem, size, arch_mem_hole_start(), arch_mem_hole_end());
+	int rc;
 
+	if (vm->cfg.mem_fd >= 0) {
+		rc = guest_mem_map_file(&vm->mem, vm->cfg.mem_fd, vm->cfg.mem_offset, size,
+					arch_mem_hole_start(), arch_mem_hole_end());
+		if (rc == 0)
+			vm->cfg.mem_fd = -1; /* the mapping owns it now */
+	} else {
+		rc = guest_mem_alloc(&vm->mem, size, arch_mem_hole_start(), arch_mem_hole_end());
+	}
 	if (rc < 0)
 		return vmm_err_set(err, rc, "guest RAM of %llu MiB: %s",
 				   (unsigned long long)vm->cfg.mem_mib, strerror(-rc));
@@ -209,6 +217,9 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct vmm_err *err)
 	rc = vm_vcpus_create(vm, err);
 	if (rc < 0)
 		return rc;
+	rc = arch_snapshot_setup(vm, err);
+	if (rc < 0)
+		return rc;
 	struct vm_io_handler marker = {
 		.base = VM_MARKER_PORT,
 		.len = 1,
@@ -268,6 +279,8 @@ void vm_destroy(struct vm *vm)
 			close(v->fd);
 	}
 	guest_mem_free(&vm->mem);
+	if (vm->cfg.mem_fd >= 0)
+		close(vm->cfg.mem_fd);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
@@ -450,6 +463,11 @@ int vmm_add_virtio(struct vm *vm, const struct virtio_dev_ops *ops, void *priv,
 	if (rc == 0 && out)
 		*out = d;
 	return rc;
+}
+
+struct virtio_dev *vm_virtio_dev(struct vm *vm, unsigned i)
+{
+	return i < vm->nvirtio ? vm->virtio[i]->dev : NULL;
 }
 
 int vm_boot_load(struct vm *vm, const char *kernel, const char *initrd, struct vmm_err *err)

@@ -79,6 +79,10 @@ struct vcpu {
 struct vm_config {
 	uint64_t mem_mib;
 	unsigned nvcpus;
+	/* A restore: RAM is this snapshot memory file (guest RAM from offset
+	 * mem_offset), mapped MAP_PRIVATE; vm_create takes the fd. -1: a memfd. */
+	int mem_fd;
+	uint64_t mem_offset;
 	/* CLOCK_MONOTONIC when the process started: boot times count from here */
 	struct timespec t_process;
 };
@@ -95,6 +99,7 @@ struct vm {
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, shared by every vCPU's copy */
 	struct kvm_msr_list *msr_index; /* KVM_GET_MSR_INDEX_LIST: what a snapshot saves */
+	uint32_t xsave_size; /* bytes of a vCPU's XSAVE area (KVM_CAP_XSAVE2, at least 4096) */
 
 	/* Fixed before vm_start; vCPU threads only read them. */
 	struct vm_io_handler pio[VM_MAX_IO_HANDLERS], mmio[VM_MAX_IO_HANDLERS];
@@ -120,6 +125,7 @@ struct vm {
 	/* timing, CLOCK_MONOTONIC ns; 0 = not yet */
 	uint64_t t_process_ns;
 	uint64_t t_first_run_ns;
+	uint64_t cpu_first_run_ns; /* process CPU time (all threads) at the first KVM_RUN */
 	uint64_t t_marker_ns;
 	unsigned markers_logged;
 
@@ -127,7 +133,8 @@ struct vm {
 	bool io_unhandled_logged, mmio_unhandled_logged;
 };
 
-/* Opens /dev/kvm, creates the VM (irqchip, PIT, RAM) and its vCPUs. */
+/* Opens /dev/kvm, creates the VM (irqchip, PIT, RAM) and its vCPUs. cfg->mem_fd
+ * must be -1 for a fresh boot. */
 int vm_create(struct vm **out, const struct vm_config *cfg, struct vmm_err *err);
 void vm_destroy(struct vm *vm);
 
@@ -186,6 +193,9 @@ bool vm_exiting(struct vm *vm);
  */
 int vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
+
+/* The i-th placed virtio device (placement order), or NULL past the last. */
+struct virtio_dev *vm_virtio_dev(struct vm *vm, unsigned i);
 
 /* Raises or lowers a legacy IRQ line (KVM_IRQ_LINE). */
 int vm_irq_line(struct vm *vm, uint32_t irq, bool level);

@@ -12,10 +12,15 @@
 
 const char worker_usage[] =
 	"usage: supermachine-worker --kernel FILE [options]\n"
+	"       supermachine-worker --restore DIR [device options]\n"
 	"\n"
 	"Runs one KVM virtual machine until the guest reboots, panics, is stopped\n"
 	"or the worker gets a signal.\n"
 	"\n"
+	"  --restore DIR         restore the snapshot in DIR (state, memory) instead of\n"
+	"                        booting: RAM, vCPUs and kernel come from it, so no\n"
+	"                        --kernel/--initrd/--cmdline/--memory/--vcpus; the device\n"
+	"                        options must name the captured devices in the same order\n"
 	"  --kernel FILE         guest kernel: uncompressed vmlinux (ELF) or bzImage\n"
 	"  --initrd FILE         initramfs loaded for the kernel\n"
 	"  --cmdline STR         kernel command line (default \"" WORKER_DEFAULT_CMDLINE "\"); the\n"
@@ -31,7 +36,7 @@ const char worker_usage[] =
 	"  --balloon             virtio-balloon\n"
 	"  --console FILE|-      guest console to FILE, or - for the terminal (default -)\n"
 	"  --control UDS         control socket (line protocol: status, stop, boot-time,\n"
-	"                        stats, help)\n"
+	"                        stats, startup, snapshot DIR, reset, help)\n"
 	"  --help                this text\n"
 	"\n"
 	"Exit status: 0 guest reboot, 1 VMM or KVM error, 2 bad usage or setup,\n"
@@ -50,6 +55,7 @@ enum {
 	OPT_BALLOON,
 	OPT_CONSOLE,
 	OPT_CONTROL,
+	OPT_RESTORE,
 	OPT_HELP,
 };
 
@@ -65,6 +71,7 @@ static const struct option long_options[] = {
 	{ "balloon", no_argument, NULL, OPT_BALLOON },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "restore", required_argument, NULL, OPT_RESTORE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -158,17 +165,21 @@ static int parse_one(struct worker_options *o, int opt, const char *arg, char *e
 		return set_once(&o->control, arg, "control", err, errlen);
 	case OPT_VSOCK:
 		return set_once(&o->vsock, arg, "vsock", err, errlen);
+	case OPT_RESTORE:
+		return set_once(&o->restore, arg, "restore", err, errlen);
 	case OPT_MEMORY:
 		if (parse_uint(arg, VM_MIN_MEM_MIB, 1ULL << 24, &v) < 0)
 			return fail(err, errlen, "--memory '%s': a whole number of MiB from %d to %llu",
 				    arg, VM_MIN_MEM_MIB, 1ULL << 24);
 		o->memory_mib = v;
+		o->memory_set = true;
 		return 0;
 	case OPT_VCPUS:
 		if (parse_uint(arg, 1, VM_MAX_VCPUS, &v) < 0)
 			return fail(err, errlen, "--vcpus '%s': a number from 1 to %d", arg,
 				    VM_MAX_VCPUS);
 		o->vcpus = (unsigned)v;
+		o->vcpus_set = true;
 		return 0;
 	case OPT_DISK:
 		return parse_disk(o, arg, err, errlen);
@@ -184,6 +195,22 @@ static int parse_one(struct worker_options *o, int opt, const char *arg, char *e
 	default:
 		return -1;
 	}
+}
+
+/* The first boot-only option given along with --restore, or NULL. */
+static const char *restore_conflict(const struct worker_options *o)
+{
+	if (o->kernel)
+		return "kernel";
+	if (o->initrd)
+		return "initrd";
+	if (o->cmdline)
+		return "cmdline";
+	if (o->memory_set)
+		return "memory";
+	if (o->vcpus_set)
+		return "vcpus";
+	return NULL;
 }
 
 int worker_options_parse(int argc, char **argv, struct worker_options *o, char *err, size_t errlen)
@@ -210,8 +237,13 @@ int worker_options_parse(int argc, char **argv, struct worker_options *o, char *
 		return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
 	if (o->help)
 		return 0;
-	if (!o->kernel)
-		return fail(err, errlen, "--kernel is required (see --help)");
+	if (o->restore && restore_conflict(o))
+		return fail(err, errlen, "--%s cannot be combined with --restore: the snapshot holds "
+			    "the kernel, RAM and vCPUs", restore_conflict(o));
+	if (o->restore && !*o->restore)
+		return fail(err, errlen, "--restore needs a snapshot directory");
+	if (!o->kernel && !o->restore)
+		return fail(err, errlen, "--kernel is required, or --restore DIR (see --help)");
 	if (o->vsock && !*o->vsock)
 		return fail(err, errlen, "--vsock needs a socket path");
 	if (o->control && !*o->control)

@@ -40,7 +40,10 @@ struct worker_options {
 	bool balloon;
 	const char *console;
 	const char *control;
+	const char *restore; /* snapshot directory: RAM, vCPUs and state come from it */
 	bool help;
+	/* given on the command line (restore refuses them) */
+	bool memory_set, vcpus_set;
 };
 
 /*

@@ -32,6 +32,7 @@ static int reencode(const struct proto_frame *f, struct proto_buf *b)
 		struct proto_pong pong;
 		struct proto_probe_result probe;
 		struct proto_config config;
+		struct proto_resume resume;
 	} m;
 	const char *path;
 	uint32_t v32;
@@ -102,6 +103,10 @@ static int reencode(const struct proto_frame *f, struct proto_buf *b)
 	case PROTO_STDERR:
 	case PROTO_DATA:
 		rc = proto_encode_data(b, f->type, f->flags, f->payload, f->len);
+		break;
+	case PROTO_RESUME:
+		if (proto_decode_resume(f, &m.resume) == 0)
+			rc = proto_encode_resume(b, &m.resume);
 		break;
 	case PROTO_RESIZE:
 		if (proto_decode_resize(f, &m.resize) == 0)

@@ -7,7 +7,7 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 T = dict(HELLO=1, EXEC=16, WRITE_FILE=17, READ_FILE=18, TCP_CONNECT=19, PING=20, SET_TIME=21,
-         ADD_ENTROPY=22, QUIESCE=23, PROBE_LISTEN=24, HEARTBEAT=25, SHUTDOWN=26, SIGNAL_WORKLOAD=27,
+         ADD_ENTROPY=22, QUIESCE=23, PROBE_LISTEN=24, HEARTBEAT=25, SHUTDOWN=26, SIGNAL_WORKLOAD=27, RESUME=28,
          STDIN=32, STDOUT=33, STDERR=34, RESIZE=35, SIGNAL=36, FILE=37, DATA=38, ERROR=48, OK=49,
          PONG=50, STARTED=51, EXIT=52, FILE_INFO=53, PROBE_RESULT=54, COUNTER=55, GUEST_CONFIG=64)
 EOF_FLAG = 1
@@ -31,7 +31,7 @@ def strv(items):
 
 
 def hello(caps=0):
-    return frame("HELLO", struct.pack("<III", 0x47414D53, 1, caps))
+    return frame("HELLO", struct.pack("<III", 0x47414D53, 2, caps))
 
 
 def exec_req(cmds, env=(), cwd="", user="", tty=False, rows=0, cols=0, timeout=0, nfiles=0):
@@ -74,6 +74,7 @@ def main():
           + frame("ADD_ENTROPY", bytes(range(64))) + frame("QUIESCE", u32(10)) + frame("PROBE_LISTEN", u32(80))
           + frame("HEARTBEAT") + frame("SHUTDOWN", u32(5000)) + frame("SIGNAL_WORKLOAD", u32(15))
           + frame("TCP_CONNECT", u32(6379)))
+    write("resume", hello() + frame("RESUME", struct.pack("<Q", 1700000000 * 10**9) + bytes(range(64))))
     write("replies", frame("PONG", struct.pack("<QQ", 1, 2)) + frame("PROBE_RESULT", struct.pack("<BBH", 1, 0, 80))
           + frame("COUNTER", struct.pack("<Q", 7)) + frame("OK"))
     write("config", config())

@@ -335,6 +335,21 @@ Test(agent, set_time_refused_outside_a_vm)
 	expect_error(agent_set_time(&fx.target, 1, &err), &err, SM_E_IO, "set-time is disabled");
 }
 
+Test(agent, resume_refused_outside_a_vm)
+{
+	uint8_t rnd[PROTO_RESUME_ENTROPY] = { 1 };
+	struct proto_pong pong;
+	sm_error *err = NULL;
+
+	/* RESUME sets the clock: an agent on a host refuses it (tests/vm/test_snapshot.c covers the VM) */
+	expect_error(agent_resume(&fx.target, 1, rnd, sizeof(rnd), &pong, &err), &err, SM_E_IO,
+		     "resume is disabled");
+	/* the host side refuses too little entropy before sending anything */
+	cr_expect(agent_resume(&fx.target, 1, rnd, 8, &pong, &err) < 0);
+	cr_expect_eq(sm_error_code(err), SM_E_INVALID);
+	sm_error_free(err);
+}
+
 Test(agent, entropy_and_quiesce)
 {
 	uint8_t seed[256];

@@ -325,6 +325,41 @@ Test(proto, every_message_strict)
 }
 
 /* Values each decoder must refuse although the shape is right. */
+Test(proto, resume_round_trip_and_bounds)
+{
+	uint8_t rnd[PROTO_MAX_ENTROPY + 1];
+	struct proto_buf b = { 0 };
+	struct proto_resume r;
+	struct proto_frame f;
+
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		rnd[i] = (uint8_t)(i * 7);
+	cr_assert(proto_encode_resume(&b, &(struct proto_resume){ 1700000000123456789ull, rnd, 64 }) == 0);
+	f = only_frame(&b);
+	cr_expect_eq(proto_fuzz_frame(&f), 1); /* decodes and re-encodes to the same bytes */
+	f.len = 8 + PROTO_MIN_RESUME_ENTROPY - 1; /* cut inside the minimum */
+	cr_expect_eq(proto_decode_resume(&f, &r), -EPROTO);
+	f.len = 7; /* cut inside the clock */
+	cr_expect_eq(proto_decode_resume(&f, &r), -EPROTO);
+	f = only_frame(&b);
+	cr_assert_eq(proto_decode_resume(&f, &r), 0);
+	cr_expect_eq(r.realtime_ns, 1700000000123456789ull);
+	cr_expect(r.nentropy == 64 && memcmp(r.entropy, rnd, 64) == 0);
+	/* too little entropy to matter, or more than the agent adds at once: refused */
+	static const size_t bad[] = { 0, 1, PROTO_MIN_RESUME_ENTROPY - 1, PROTO_MAX_ENTROPY + 1 };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		b.len = 0;
+		proto_encode_resume(&b, &(struct proto_resume){ 1, rnd, bad[i] });
+		f = only_frame(&b);
+		cr_expect_eq(proto_decode_resume(&f, &r), -EPROTO, "%zu bytes of entropy accepted", bad[i]);
+	}
+	b.len = 0;
+	proto_encode_resume(&b, &(struct proto_resume){ 1, rnd, PROTO_MAX_ENTROPY });
+	f = only_frame(&b);
+	cr_expect_eq(proto_decode_resume(&f, &r), 0);
+	proto_buf_free(&b);
+}
+
 Test(proto, out_of_range_values)
 {
 	struct proto_buf b = { 0 };

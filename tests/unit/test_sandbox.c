@@ -16,6 +16,9 @@
 
 #include "vmm/sandbox.h"
 
+/* The snapshots option of the next sandboxed() run. */
+static bool with_snapshots;
+
 /* Runs fn in a sandboxed child; returns its wait status, its stderr in err. */
 static int sandboxed(void (*fn)(void), bool sockets, char *err, size_t errlen)
 {
@@ -25,7 +28,8 @@ static int sandboxed(void (*fn)(void), bool sockets, char *err, size_t errlen)
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct sandbox_options o = { .mode = SANDBOX_ENFORCE, .sockets = sockets };
+		struct sandbox_options o = { .mode = SANDBOX_ENFORCE, .sockets = sockets,
+					     .snapshots = with_snapshots };
 		struct vmm_err e;
 		dup2(pipefd[1], STDERR_FILENO);
 		close(pipefd[0]);
@@ -102,6 +106,44 @@ Test(sandbox, sockets_only_when_asked)
 	st = sandboxed(forbidden_socket, true, err, sizeof(err));
 	cr_assert(WIFEXITED(st));
 	cr_assert_eq(WEXITSTATUS(st), 0, "stderr: %s", err);
+}
+
+static int snap_fd = -1;
+static char snap_path[64];
+
+/* What a snapshot does to its files once the VM runs; the KVM ioctls it
+ * needs are checked by tests/vm (snapshot-vmm) under the real filter. */
+static void snapshot_file_work(void)
+{
+	char dst[80];
+
+	snprintf(dst, sizeof(dst), "%s.renamed", snap_path);
+	/* The writer's open: O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC exactly. */
+	int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || close(fd) < 0 || unlink(dst) < 0)
+		_exit(4);
+	if (ftruncate(snap_fd, 8192) < 0 || rename(snap_path, dst) < 0 || rename(dst, snap_path) < 0)
+		_exit(3);
+}
+
+Test(sandbox, snapshot_files_only_when_asked)
+{
+	char err[4096];
+
+	strcpy(snap_path, "/tmp/sm-sandbox-snap-XXXXXX");
+	snap_fd = mkstemp(snap_path);
+	cr_assert_geq(snap_fd, 0);
+	with_snapshots = false;
+	int st = sandboxed(snapshot_file_work, false, err, sizeof(err));
+	cr_assert(WIFEXITED(st));
+	cr_assert_eq(WEXITSTATUS(st), SANDBOX_EXIT_STATUS, "stderr: %s", err);
+	with_snapshots = true;
+	st = sandboxed(snapshot_file_work, false, err, sizeof(err));
+	with_snapshots = false;
+	cr_assert(WIFEXITED(st));
+	cr_assert_eq(WEXITSTATUS(st), 0, "stderr: %s", err);
+	close(snap_fd);
+	unlink(snap_path);
 }
 
 Test(sandbox, mode_from_environment)

@@ -134,7 +134,7 @@ Test(vm_host, assets_explicit_env_and_clear_errors)
 	snprintf(w, sizeof(w), "%s/worker", dir);
 	touch(k, 0644), touch(i, 0644), touch(w, 0755);
 
-	sm_assets given = { k, i, w };
+	sm_assets given = { .kernel = k, .initramfs = i, .worker = w };
 	cr_assert(vm_assets_find(&given, &out, &err) == 0);
 	cr_expect_str_eq(out.kernel, k);
 	cr_expect_str_eq(out.worker, w);
@@ -157,7 +157,7 @@ Test(vm_host, assets_explicit_env_and_clear_errors)
 
 	/* a worker that is not executable is not taken */
 	chmod(w, 0644);
-	given = (sm_assets){ k, i, w };
+	given = (sm_assets){ .kernel = k, .initramfs = i, .worker = w };
 	cr_expect(vm_assets_find(&given, &out, &err) < 0);
 	cr_expect(err && strstr(sm_error_string(err), "worker"));
 	sm_error_free(err);

@@ -84,7 +84,7 @@ Test(worker_cli, help_lists_every_option)
 	struct result r;
 	static const char *const opts[] = { "--kernel", "--initrd", "--cmdline", "--memory",
 					    "--vcpus", "--disk", "--net", "--vsock", "--balloon",
-					    "--console", "--control", "--help" };
+					    "--console", "--control", "--restore", "--help" };
 
 	run(&r, ARGS("--help"));
 	cr_assert_eq(r.status, 0);
@@ -176,5 +176,29 @@ Test(worker_cli, memory_too_small_for_kernel_and_initrd)
 			   ARGS("--kernel", kernel, "--initrd", "/nonexistent"));
 	unlink(kernel);
 	unlink(initrd);
+	rmdir(dir);
+}
+
+/* --restore: the snapshot brings kernel, RAM and vCPUs; its files are checked first. */
+Test(worker_cli, restore_errors)
+{
+	char dir[] = "/tmp/sm-cli-restore-XXXXXX", state[64], want[96];
+
+	expect_usage_error("--kernel cannot be combined with --restore",
+			   ARGS("--restore", "/x", "--kernel", "k"));
+	expect_usage_error("--initrd cannot be combined", ARGS("--restore", "/x", "--initrd", "i"));
+	expect_usage_error("--cmdline cannot be combined", ARGS("--restore", "/x", "--cmdline", "c"));
+	expect_usage_error("--memory cannot be combined", ARGS("--memory", "128", "--restore", "/x"));
+	expect_usage_error("--vcpus cannot be combined", ARGS("--restore", "/x", "--vcpus", "1"));
+	expect_usage_error("/nonexistent-snapshot/state: No such file",
+			   ARGS("--restore", "/nonexistent-snapshot"));
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(state, sizeof(state), "%s/state", dir);
+	FILE *f = fopen(state, "w");
+	fputs("not a state file at all, but long enough for a header", f);
+	fclose(f);
+	snprintf(want, sizeof(want), "%s/state: not a supermachine state file (bad magic)", dir);
+	expect_usage_error(want, ARGS("--restore", dir));
+	unlink(state);
 	rmdir(dir);
 }

@@ -23,22 +23,12 @@ static long wp_now_ms(void)
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-bool wproc_start(struct wproc *w, const char *initramfs, const char *cmdline, unsigned mem_mib,
-		 const char *const *extra)
+/* A fresh private directory and the paths in it. */
+static bool wp_dirs(struct wproc *w)
 {
-	const char *kdir = getenv("SUPERMACHINE_KERNEL_DIR");
-	const char *argv[WP_MAX_ARGS];
-	char kernel[512], mem[16];
-	unsigned n = 0;
-
 	memset(w, 0, sizeof(*w));
 	w->status = -1;
 	w->pid = -1;
-	if (!kdir)
-		return false;
-	snprintf(kernel, sizeof(kernel), "%s/vmlinux", kdir);
-	if (access(kernel, R_OK) < 0)
-		return false;
 	snprintf(w->dir, sizeof(w->dir), "/tmp/sm-vmtest-XXXXXX");
 	if (!mkdtemp(w->dir))
 		return false;
@@ -46,14 +36,12 @@ bool wproc_start(struct wproc *w, const char *initramfs, const char *cmdline, un
 	snprintf(w->log, sizeof(w->log), "%s/worker.log", w->dir);
 	snprintf(w->control, sizeof(w->control), "%s/ctl.sock", w->dir);
 	snprintf(w->vsock, sizeof(w->vsock), "%s/v.sock", w->dir);
-	snprintf(mem, sizeof(mem), "%u", mem_mib);
-	argv[n++] = SM_TEST_WORKER;
-	argv[n++] = "--kernel", argv[n++] = kernel;
-	argv[n++] = "--initrd", argv[n++] = initramfs;
-	argv[n++] = "--memory", argv[n++] = mem;
-	argv[n++] = "--console", argv[n++] = w->console;
-	argv[n++] = "--control", argv[n++] = w->control;
-	argv[n++] = "--cmdline", argv[n++] = cmdline;
+	return true;
+}
+
+/* Appends extra (a "--vsock" gets w->vsock) and runs argv with output to w->log. */
+static bool wp_spawn(struct wproc *w, const char **argv, unsigned n, const char *const *extra)
+{
 	for (; extra && *extra && n < WP_MAX_ARGS - 2; extra++) {
 		argv[n++] = *extra;
 		if (strcmp(*extra, "--vsock") == 0)
@@ -69,6 +57,47 @@ bool wproc_start(struct wproc *w, const char *initramfs, const char *cmdline, un
 		_exit(127);
 	}
 	return w->pid > 0;
+}
+
+bool wproc_restore(struct wproc *w, const char *snapdir, const char *const *extra)
+{
+	const char *argv[WP_MAX_ARGS];
+	unsigned n = 0;
+
+	if (!wp_dirs(w))
+		return false;
+	argv[n++] = SM_TEST_WORKER;
+	argv[n++] = "--restore", argv[n++] = snapdir;
+	argv[n++] = "--console", argv[n++] = w->console;
+	argv[n++] = "--control", argv[n++] = w->control;
+	return wp_spawn(w, argv, n, extra);
+}
+
+bool wproc_start(struct wproc *w, const char *initramfs, const char *cmdline, unsigned mem_mib,
+		 const char *const *extra)
+{
+	const char *kdir = getenv("SUPERMACHINE_KERNEL_DIR");
+	const char *argv[WP_MAX_ARGS];
+	char kernel[512], mem[16];
+	unsigned n = 0;
+
+	memset(w, 0, sizeof(*w));
+	w->status = -1;
+	w->pid = -1;
+	if (!kdir)
+		return false;
+	snprintf(kernel, sizeof(kernel), "%s/vmlinux", kdir);
+	if (access(kernel, R_OK) < 0 || !wp_dirs(w))
+		return false;
+	snprintf(mem, sizeof(mem), "%u", mem_mib);
+	argv[n++] = SM_TEST_WORKER;
+	argv[n++] = "--kernel", argv[n++] = kernel;
+	argv[n++] = "--initrd", argv[n++] = initramfs;
+	argv[n++] = "--memory", argv[n++] = mem;
+	argv[n++] = "--console", argv[n++] = w->console;
+	argv[n++] = "--control", argv[n++] = w->control;
+	argv[n++] = "--cmdline", argv[n++] = cmdline;
+	return wp_spawn(w, argv, n, extra);
 }
 
 static bool wp_alive(struct wproc *w)

@@ -26,6 +26,12 @@ struct wproc {
  */
 bool wproc_start(struct wproc *w, const char *initramfs, const char *cmdline, unsigned mem_mib,
 		 const char *const *extra);
+/*
+ * Starts the worker restoring the snapshot in snapdir (--restore), with its
+ * own console, control socket and vsock paths, plus extra options as for
+ * wproc_start. False if it could not be started.
+ */
+bool wproc_restore(struct wproc *w, const char *snapdir, const char *const *extra);
 /* Next console line starting with prefix, within timeout_ms. */
 bool wproc_wait_line(struct wproc *w, const char *prefix, char *line, size_t len, int timeout_ms);
 /* One control request; the reply line without its newline. */

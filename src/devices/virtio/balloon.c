@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 
 #include "devices/virtio/vdev.h"
+#include "vmm/snapshot.h"
 
 #define BALLOON_INFLATEQ 0
 #define BALLOON_DEFLATEQ 1
@@ -300,6 +301,34 @@ static void balloon_queue_notify(struct virtio_dev *d, uint16_t q)
 	vdev_unlock(&b->dev, &b->pend);
 }
 
+/* The target, the guest's "actual" and the lent stats buffer (balloon.h). */
+static int balloon_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	struct virtio_balloon_state st;
+
+	virtio_balloon_save_state(d, &st);
+	snap_put_u32(w, st.num_pages);
+	snap_put_u32(w, st.actual);
+	snap_put_u16(w, st.stats_head);
+	snap_put_u8(w, st.stats_held);
+	return 0;
+}
+
+static int balloon_restore(struct virtio_dev *d, struct snap_reader *r)
+{
+	struct virtio_balloon_state st;
+	uint8_t held;
+
+	if (snap_get_u32(r, &st.num_pages) < 0 || snap_get_u32(r, &st.actual) < 0 ||
+	    snap_get_u16(r, &st.stats_head) < 0 || snap_get_u8(r, &held) < 0)
+		return -EBADMSG;
+	st.stats_held = held != 0;
+	if (held > 1 || virtio_balloon_load_state(d, &st) < 0)
+		return snap_reader_fail(r, "virtio-balloon: target %u, actual %u pages or stats buffer "
+					"%u do not fit this VM", st.num_pages, st.actual, st.stats_head);
+	return 0;
+}
+
 static const struct virtio_dev_ops balloon_ops = {
 	.name = "balloon",
 	.device_id = VIRTIO_ID_BALLOON,
@@ -311,6 +340,8 @@ static const struct virtio_dev_ops balloon_ops = {
 	.activate = balloon_activate,
 	.reset = balloon_reset,
 	.queue_notify = balloon_queue_notify,
+	.save = balloon_save,
+	.restore = balloon_restore,
 };
 
 /* ---- API ---------------------------------------------------------------------------- */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "devices/virtio/vdev.h"
+#include "vmm/snapshot.h"
 
 #define BLK_QUEUE 0
 #define BLK_SEG_MAX 128
@@ -251,6 +252,33 @@ static void blk_queue_notify(struct virtio_dev *d, uint16_t q)
 	vdev_unlock(d, &b->pend);
 }
 
+/* What the disk looked like at the capture: a restore must get the same one. */
+static int blk_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	struct blk_dev *b = blk_of(d);
+
+	snap_put_u64(w, b->capacity);
+	snap_put_u8(w, b->ro);
+	return 0;
+}
+
+static int blk_restore(struct virtio_dev *d, struct snap_reader *r)
+{
+	struct blk_dev *b = blk_of(d);
+	uint64_t capacity;
+	uint8_t ro;
+
+	if (snap_get_u64(r, &capacity) < 0 || snap_get_u8(r, &ro) < 0)
+		return -EBADMSG;
+	if (capacity != b->capacity)
+		return snap_reader_fail(r, "virtio-blk: the disk has %llu sectors; at the capture it had %llu",
+					(unsigned long long)b->capacity, (unsigned long long)capacity);
+	if ((ro != 0) != b->ro)
+		return snap_reader_fail(r, "virtio-blk: the disk is %s; at the capture it was %s",
+					b->ro ? "read-only" : "writable", ro ? "read-only" : "writable");
+	return 0;
+}
+
 static const struct virtio_dev_ops blk_ops = {
 	.name = "blk",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -260,8 +288,10 @@ static const struct virtio_dev_ops blk_ops = {
 	.config_read = blk_config_read,
 	.reset = blk_reset,
 	.queue_notify = blk_queue_notify,
-	/* No save/restore: requests complete before the loop moves on, so the
-	 * transport's queue state is the whole device state. */
+	/* Requests complete before the loop moves on, so the transport's queue
+	 * state is all the in-flight state; save/restore only pin the disk. */
+	.save = blk_save,
+	.restore = blk_restore,
 };
 
 static int blk_open(struct blk_dev *b, const struct virtio_blk_options *opt)

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/snapshot.h"
+
 #define STATUS_SETUP_BITS                                                                 \
 	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |   \
 	 VIRTIO_STATUS_DRIVER_OK)
@@ -488,4 +490,139 @@ void virtio_mmio_write(struct virtio_dev *d, uint64_t off, const void *data, uin
 	pthread_mutex_lock(&d->lock);
 	reg_write(d, off, v);
 	pthread_mutex_unlock(&d->lock);
+}
+
+/* ---- snapshot ------------------------------------------------------------------ */
+
+#define STATUS_KNOWN_BITS (STATUS_SETUP_BITS | VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
+
+static void queue_save(const struct virtq *q, struct snap_writer *w)
+{
+	snap_put_u16(w, q->size);
+	snap_put_u8(w, q->ready);
+	snap_put_u64(w, q->desc_gpa);
+	snap_put_u64(w, q->avail_gpa);
+	snap_put_u64(w, q->used_gpa);
+	snap_put_u16(w, q->last_avail);
+	snap_put_u16(w, q->used_idx);
+	snap_put_u16(w, q->signalled_used);
+	snap_put_u8(w, q->signalled_valid);
+}
+
+void virtio_dev_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	pthread_mutex_lock(&d->lock);
+	snap_put_u32(w, d->ops->device_id);
+	snap_put_u32(w, status_get(d));
+	snap_put_u32(w, d->dev_features_sel);
+	snap_put_u32(w, d->drv_features_sel);
+	snap_put_u64(w, d->drv_features);
+	snap_put_u32(w, d->queue_sel);
+	snap_put_u32(w, __atomic_load_n(&d->interrupt_status, __ATOMIC_ACQUIRE));
+	snap_put_u32(w, __atomic_load_n(&d->config_generation, __ATOMIC_ACQUIRE));
+	snap_put_u16(w, d->ops->num_queues);
+	for (uint16_t i = 0; i < d->ops->num_queues; i++)
+		queue_save(&d->vq[i], w);
+	if (d->ops->save) {
+		int rc = d->ops->save(d, w);
+		if (rc < 0)
+			snap_writer_fail(w, rc, "virtio-%s: %s", d->ops->name, strerror(-rc));
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* One queue's fields into q, checked against guest memory and the features. */
+static int queue_load(struct virtio_dev *d, uint16_t i, struct virtq *q, struct snap_reader *r)
+{
+	uint8_t ready, valid;
+
+	if (snap_get_u16(r, &q->size) < 0 || snap_get_u8(r, &ready) < 0 ||
+	    snap_get_u64(r, &q->desc_gpa) < 0 || snap_get_u64(r, &q->avail_gpa) < 0 ||
+	    snap_get_u64(r, &q->used_gpa) < 0 || snap_get_u16(r, &q->last_avail) < 0 ||
+	    snap_get_u16(r, &q->used_idx) < 0 || snap_get_u16(r, &q->signalled_used) < 0 ||
+	    snap_get_u8(r, &valid) < 0)
+		return -EBADMSG;
+	q->mem = d->mem;
+	q->ready = ready != 0;
+	q->signalled_valid = valid != 0;
+	q->event_idx = d->drv_features & (1ULL << VIRTIO_F_EVENT_IDX);
+	q->indirect = d->drv_features & (1ULL << VIRTIO_F_INDIRECT_DESC);
+	if (ready > 1 || valid > 1 || q->size > VIRTQ_MAX_SIZE)
+		return snap_reader_fail(r, "virtio-%s queue %u: malformed (size %u)", d->ops->name, i,
+					q->size);
+	if (!q->ready)
+		return 0;
+	if (!(status_get(d) & VIRTIO_STATUS_FEATURES_OK) || virtq_validate(q) < 0)
+		return snap_reader_fail(r, "virtio-%s queue %u: size %u or rings (%#llx, %#llx, %#llx) "
+					"do not fit guest RAM", d->ops->name, i, q->size,
+					(unsigned long long)q->desc_gpa,
+					(unsigned long long)q->avail_gpa,
+					(unsigned long long)q->used_gpa);
+	/* Chains consumed but not yet returned: never more than the ring holds. */
+	if ((uint16_t)(q->last_avail - q->used_idx) > q->size)
+		return snap_reader_fail(r, "virtio-%s queue %u: %u chains in flight in a queue of %u",
+					d->ops->name, i, (uint16_t)(q->last_avail - q->used_idx),
+					q->size);
+	return 0;
+}
+
+static int transport_load(struct virtio_dev *d, struct snap_reader *r)
+{
+	uint32_t id, status, irq, gen;
+	uint16_t nq;
+
+	if (snap_get_u32(r, &id) < 0 || snap_get_u32(r, &status) < 0 ||
+	    snap_get_u32(r, &d->dev_features_sel) < 0 || snap_get_u32(r, &d->drv_features_sel) < 0 ||
+	    snap_get_u64(r, &d->drv_features) < 0 || snap_get_u32(r, &d->queue_sel) < 0 ||
+	    snap_get_u32(r, &irq) < 0 || snap_get_u32(r, &gen) < 0 || snap_get_u16(r, &nq) < 0)
+		return -EBADMSG;
+	if (id != d->ops->device_id || nq != d->ops->num_queues)
+		return snap_reader_fail(r, "holds virtio device %u with %u queues; slot has virtio-%s "
+					"(device %u, %u queues)", id, nq, d->ops->name,
+					d->ops->device_id, d->ops->num_queues);
+	if (status & ~STATUS_KNOWN_BITS || irq & ~(VIRTIO_INT_VRING | VIRTIO_INT_CONFIG))
+		return snap_reader_fail(r, "virtio-%s: status %#x or interrupt status %#x invalid",
+					d->ops->name, status, irq);
+	if ((status & VIRTIO_STATUS_FEATURES_OK) && !features_acceptable(d))
+		return snap_reader_fail(r, "virtio-%s: driver features %#llx; this device offers %#llx",
+					d->ops->name, (unsigned long long)d->drv_features,
+					(unsigned long long)features_offered(d));
+	__atomic_store_n(&d->status, status, __ATOMIC_RELEASE);
+	__atomic_store_n(&d->interrupt_status, irq, __ATOMIC_RELEASE);
+	__atomic_store_n(&d->config_generation, gen, __ATOMIC_RELEASE);
+	for (uint16_t i = 0; i < nq; i++)
+		if (queue_load(d, i, &d->vq[i], r) < 0)
+			return -EINVAL;
+	return 0;
+}
+
+int virtio_dev_restore(struct virtio_dev *d, struct snap_reader *r)
+{
+	int rc;
+
+	pthread_mutex_lock(&d->lock);
+	/* Whatever this device did since (a reset in place) is forgotten first. */
+	transport_reset(d);
+	d->failed_logged = false;
+	rc = transport_load(d, r);
+	if (rc == 0 && d->ops->restore)
+		rc = d->ops->restore(d, r);
+	if (rc < 0)
+		transport_reset(d);
+	pthread_mutex_unlock(&d->lock);
+	return rc < 0 ? -EINVAL : 0;
+}
+
+void virtio_dev_restored(struct virtio_dev *d)
+{
+	/* A chain the guest made available just before the capture may have
+	 * had its kick still in the ioeventfd: look at every live queue. */
+	for (uint16_t q = 0; q < d->ops->num_queues; q++)
+		if (d->vq[q].ready)
+			virtio_dev_requeue(d, q);
+	/* An interrupt raised before the capture and not yet acknowledged:
+	 * raise it once more; the driver reads InterruptStatus either way. */
+	uint32_t pending = __atomic_load_n(&d->interrupt_status, __ATOMIC_ACQUIRE);
+	if (pending)
+		irq_raise(d, pending);
 }

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "devices/virtio/vdev.h"
+#include "vmm/snapshot.h"
 
 #define NET_RXQ 0
 #define NET_TXQ 1
@@ -617,6 +618,28 @@ static void net_queue_notify(struct virtio_dev *d, uint16_t q)
 	vdev_unlock(d, &n->pend);
 }
 
+/*
+ * slirp's state (its NAT sockets and their TCP state) is not captured: a
+ * restored guest's connections to the outside are gone (slirp answers
+ * their next segment with a reset), new ones work. Only the MAC is pinned.
+ */
+static int net_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	snap_put_bytes(w, net_of(d)->cfg.mac, sizeof(net_of(d)->cfg.mac));
+	return 0;
+}
+
+static int net_restore(struct virtio_dev *d, struct snap_reader *r)
+{
+	uint8_t mac[sizeof(net_of(d)->cfg.mac)];
+
+	if (snap_get_bytes(r, mac, sizeof(mac)) < 0)
+		return -EBADMSG;
+	if (memcmp(mac, net_of(d)->cfg.mac, sizeof(mac)) != 0)
+		return snap_reader_fail(r, "virtio-net: the MAC address differs from the capture's");
+	return 0;
+}
+
 static const struct virtio_dev_ops net_ops = {
 	.name = "net",
 	.device_id = VIRTIO_ID_NET,
@@ -628,6 +651,8 @@ static const struct virtio_dev_ops net_ops = {
 	.activate = net_activate,
 	.reset = net_reset,
 	.queue_notify = net_queue_notify,
+	.save = net_save,
+	.restore = net_restore,
 };
 
 /* ---- lifetime ------------------------------------------------------------------------ */

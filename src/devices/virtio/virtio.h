@@ -106,7 +106,13 @@ struct virtio_dev_ops {
 	/* The guest kicked queue q (event loop thread, lock not held). */
 	void (*queue_notify)(struct virtio_dev *d, uint16_t q);
 	/* Snapshot of the device-specific state (the transport saves its own and
-	 * the queues). May be NULL if the device has none. */
+	 * the queues first, in the same section). May be NULL if the device has
+	 * none; restore reads exactly what save wrote. Both run under dev->lock
+	 * with the vCPUs paused and the event loop busy with the snapshot.
+	 * restore runs after the transport and queues are loaded and checked;
+	 * it must check its own data (snap_reader_fail names the section) and
+	 * drop whatever the device held since (a reset in place); -errno fails
+	 * the restore. */
 	int (*save)(struct virtio_dev *d, struct snap_writer *w);
 	int (*restore)(struct virtio_dev *d, struct snap_reader *r);
 };
@@ -179,6 +185,20 @@ void virtio_dev_config_changed(struct virtio_dev *d);
  */
 __attribute__((format(printf, 2, 3)))
 void virtio_dev_fail(struct virtio_dev *d, const char *fmt, ...);
+
+/*
+ * Snapshot (docs/snapshot-format.md, VIRT sections): the transport
+ * registers, every queue's ring addresses and indexes, then ops->save's
+ * data, into the writer's open section. restore reads the same from the
+ * reader's current section, checks every value against this device and
+ * guest RAM (the file is hostile), and replaces the device's state;
+ * -EINVAL with the reason recorded in the reader. restored() runs once the
+ * whole VM is loaded: queues are looked at again (a kick in flight at the
+ * capture is not lost) and a pending interrupt is raised again.
+ */
+void virtio_dev_save(struct virtio_dev *d, struct snap_writer *w);
+int virtio_dev_restore(struct virtio_dev *d, struct snap_reader *r);
+void virtio_dev_restored(struct virtio_dev *d);
 
 /* The kernel command line fragment that declares this device. */
 int virtio_dev_cmdline(const struct virtio_dev *d, char *buf, size_t len);

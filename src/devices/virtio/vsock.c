@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "devices/virtio/vdev.h"
+#include "vmm/snapshot.h"
 
 #define VSOCK_RXQ 0
 #define VSOCK_TXQ 1
@@ -1336,6 +1337,35 @@ static void vsock_queue_notify(struct virtio_dev *d, uint16_t q)
 	vsock_unlock(v);
 }
 
+/*
+ * Connections are never captured: their host ends are sockets of the
+ * worker that took the snapshot. A restored (or reset) device starts with
+ * none and owes the guest a TRANSPORT_RESET event, which makes the guest
+ * drop its side of every connection while its listeners stay.
+ */
+static int vsock_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	snap_put_u64(w, vsock_of(d)->guest_cid);
+	return 0;
+}
+
+static int vsock_restore(struct virtio_dev *d, struct snap_reader *r)
+{
+	struct vsock_dev *v = vsock_of(d);
+	uint64_t cid;
+
+	if (snap_get_u64(r, &cid) < 0)
+		return -EBADMSG;
+	if (cid != v->guest_cid)
+		return snap_reader_fail(r, "virtio-vsock: guest CID %llu; this device has %llu",
+					(unsigned long long)cid, (unsigned long long)v->guest_cid);
+	vsock_kill_all(v);
+	vsock_free_dead(v);
+	v->rst_head = v->rst_count = 0;
+	v->event_pending = true;
+	return 0;
+}
+
 static const struct virtio_dev_ops vsock_ops = {
 	.name = "vsock",
 	.device_id = VIRTIO_ID_VSOCK,
@@ -1347,6 +1377,8 @@ static const struct virtio_dev_ops vsock_ops = {
 	.activate = vsock_activate,
 	.reset = vsock_reset,
 	.queue_notify = vsock_queue_notify,
+	.save = vsock_save,
+	.restore = vsock_restore,
 };
 
 /* ---- lifetime ----------------------------------------------------------------- */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -186,5 +187,67 @@ int x86_cpuid_for_vcpu(struct kvm_cpuid2 *c, unsigned index, unsigned nvcpus)
 		cpuid_set_ext_topology(c, 0x1f, index, nvcpus);
 	if (cpuid_vendor_is(c, "AuthenticAMD") || cpuid_vendor_is(c, "HygonGenuine"))
 		cpuid_set_amd_topology(c, index, nvcpus);
+	return 0;
+}
+
+/* A feature register a snapshot's CPUID may only use bits of that the host offers. */
+struct cpuid_feature_reg {
+	uint32_t function, index;
+	unsigned reg; /* 0 eax, 1 ebx, 2 ecx, 3 edx */
+	uint32_t dynamic; /* bits KVM or we set on our own: not features to check */
+};
+
+static const struct cpuid_feature_reg feature_regs[] = {
+	/* leaf 1 ecx: OSXSAVE follows CR4, HYPERVISOR is ours */
+	{ 1, 0, 2, (1u << 27) | LEAF1_ECX_HYPERVISOR },
+	{ 1, 0, 3, LEAF1_EDX_HTT },
+	{ 7, 0, 1, 0 },
+	{ 7, 0, 2, 1u << 4 }, /* OSPKE follows CR4 */
+	{ 7, 0, 3, 0 },
+	{ 7, 1, 0, 0 },
+	{ 0xd, 1, 0, 0 },
+	{ 0x80000001, 0, 2, 0 },
+	{ 0x80000001, 0, 3, 0 },
+	{ 0x40000001, 0, 0, 0 }, /* KVM paravirt features */
+};
+
+static const char *const reg_names[] = { "eax", "ebx", "ecx", "edx" };
+
+static uint32_t cpuid_reg(const struct kvm_cpuid_entry2 *e, unsigned reg)
+{
+	switch (reg) {
+	case 0: return e->eax;
+	case 1: return e->ebx;
+	case 2: return e->ecx;
+	default: return e->edx;
+	}
+}
+
+static bool cpuid_same_vendor(struct kvm_cpuid2 *want, struct kvm_cpuid2 *have)
+{
+	struct kvm_cpuid_entry2 *a = x86_cpuid_find(want, 0, 0), *b = x86_cpuid_find(have, 0, 0);
+
+	return a && b && a->ebx == b->ebx && a->ecx == b->ecx && a->edx == b->edx;
+}
+
+int x86_cpuid_check(struct kvm_cpuid2 *want, struct kvm_cpuid2 *have, char *why, size_t len)
+{
+	if (!cpuid_same_vendor(want, have)) {
+		snprintf(why, len, "another CPU vendor (leaf 0)");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < sizeof(feature_regs) / sizeof(feature_regs[0]); i++) {
+		const struct cpuid_feature_reg *f = &feature_regs[i];
+		struct kvm_cpuid_entry2 *w = x86_cpuid_find(want, f->function, f->index);
+		if (!w)
+			continue;
+		struct kvm_cpuid_entry2 *h = x86_cpuid_find(have, f->function, f->index);
+		uint32_t missing = cpuid_reg(w, f->reg) & ~f->dynamic & ~(h ? cpuid_reg(h, f->reg) : 0);
+		if (missing) {
+			snprintf(why, len, "leaf %#x.%u %s bits %#x are not offered here", f->function,
+				 f->index, reg_names[f->reg], missing);
+			return -EINVAL;
+		}
+	}
 	return 0;
 }

@@ -8,6 +8,7 @@
 #define SM_VMM_X86_CPUID_H
 
 #include <linux/kvm.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* KVM_GET_SUPPORTED_CPUID, grown until it fits; NULL with errno set. */
@@ -21,6 +22,15 @@ struct kvm_cpuid2 *x86_cpuid_dup(const struct kvm_cpuid2 *base);
  * for vCPU `index` of `nvcpus`. Returns 0 or -EINVAL.
  */
 int x86_cpuid_for_vcpu(struct kvm_cpuid2 *c, unsigned index, unsigned nvcpus);
+
+/*
+ * Can this host give a vCPU the CPUID `want` (a snapshot's)? Same vendor,
+ * and no feature bit in the feature leaves (1, 7, 0xd.1, 0x80000001, KVM's
+ * 0x40000001) that `have` (KVM_GET_SUPPORTED_CPUID) lacks, leaving out the
+ * bits that follow CR4 or that x86_cpuid_for_vcpu sets. Returns 0, or
+ * -EINVAL with why saying what is missing.
+ */
+int x86_cpuid_check(struct kvm_cpuid2 *want, struct kvm_cpuid2 *have, char *why, size_t len);
 
 /* The entry for (function, index), or NULL. */
 struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *c, uint32_t function, uint32_t index);

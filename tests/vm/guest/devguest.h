@@ -7,13 +7,19 @@
 #ifndef SM_TESTS_DEVGUEST_H
 #define SM_TESTS_DEVGUEST_H
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 __attribute__((format(printf, 1, 2))) static inline void say(const char *fmt, ...)
@@ -83,5 +89,55 @@ static inline unsigned long long fnv1a(unsigned long long h, const void *data, s
 	return h;
 }
 #define FNV_INIT 0xcbf29ce484222325ull
+
+static inline int guest_if_up(int s, const char *name, const char *addr, const char *mask)
+{
+	struct ifreq ifr = { 0 };
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+	if (addr) {
+		sin->sin_family = AF_INET;
+		inet_pton(AF_INET, addr, &sin->sin_addr);
+		if (ioctl(s, SIOCSIFADDR, &ifr) < 0)
+			return -errno;
+		inet_pton(AF_INET, mask, &sin->sin_addr);
+		if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0)
+			return -errno;
+	}
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		return -errno;
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	return ioctl(s, SIOCSIFFLAGS, &ifr) < 0 ? -errno : 0;
+}
+
+static inline int guest_default_route(int s, const char *gw)
+{
+	struct rtentry rt = { 0 };
+	struct sockaddr_in *g = (struct sockaddr_in *)&rt.rt_gateway;
+	struct sockaddr_in *d = (struct sockaddr_in *)&rt.rt_dst;
+	struct sockaddr_in *m = (struct sockaddr_in *)&rt.rt_genmask;
+
+	g->sin_family = d->sin_family = m->sin_family = AF_INET;
+	inet_pton(AF_INET, gw, &g->sin_addr);
+	rt.rt_flags = RTF_UP | RTF_GATEWAY;
+	return ioctl(s, SIOCADDRT, &rt) < 0 ? -errno : 0;
+}
+
+/* lo, and eth0 with slirp's fixed addressing (10.0.2.15/24 via 10.0.2.2). */
+static inline int guest_net_setup(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc;
+
+	if (s < 0)
+		return -errno;
+	rc = guest_if_up(s, "lo", NULL, NULL);
+	if (rc == 0)
+		rc = guest_if_up(s, "eth0", "10.0.2.15", "255.255.255.0");
+	if (rc == 0)
+		rc = guest_default_route(s, "10.0.2.2");
+	close(s);
+	return rc;
+}
 
 #endif

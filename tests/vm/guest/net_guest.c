@@ -8,63 +8,11 @@
  * and reboots.
  */
 #include <arpa/inet.h>
-#include <net/if.h>
-#include <net/route.h>
 #include <netinet/in.h>
 #include <stdlib.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "devguest.h"
-
-static int if_up(int s, const char *name, const char *addr, const char *mask)
-{
-	struct ifreq ifr = { 0 };
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
-
-	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
-	if (addr) {
-		sin->sin_family = AF_INET;
-		inet_pton(AF_INET, addr, &sin->sin_addr);
-		if (ioctl(s, SIOCSIFADDR, &ifr) < 0)
-			return -errno;
-		inet_pton(AF_INET, mask, &sin->sin_addr);
-		if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0)
-			return -errno;
-	}
-	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-		return -errno;
-	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-	return ioctl(s, SIOCSIFFLAGS, &ifr) < 0 ? -errno : 0;
-}
-
-static int default_route(int s, const char *gw)
-{
-	struct rtentry rt = { 0 };
-	struct sockaddr_in *g = (struct sockaddr_in *)&rt.rt_gateway;
-	struct sockaddr_in *d = (struct sockaddr_in *)&rt.rt_dst;
-	struct sockaddr_in *m = (struct sockaddr_in *)&rt.rt_genmask;
-
-	g->sin_family = d->sin_family = m->sin_family = AF_INET;
-	inet_pton(AF_INET, gw, &g->sin_addr);
-	rt.rt_flags = RTF_UP | RTF_GATEWAY;
-	return ioctl(s, SIOCADDRT, &rt) < 0 ? -errno : 0;
-}
-
-static int net_setup(void)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc;
-
-	if (s < 0)
-		return -errno;
-	rc = if_up(s, "lo", NULL, NULL);
-	if (rc == 0)
-		rc = if_up(s, "eth0", "10.0.2.15", "255.255.255.0");
-	if (rc == 0)
-		rc = default_route(s, "10.0.2.2");
-	close(s);
-	return rc;
-}
 
 static char resp[1 << 20];
 
@@ -108,7 +56,7 @@ int main(void)
 	int rc;
 
 	guest_mounts();
-	rc = net_setup();
+	rc = guest_net_setup();
 	say("net up rc=%d", rc);
 	if (rc == 0 && guest_param("smnet", spec, sizeof(spec)) && strncmp(spec, "fetch:", 6) == 0) {
 		port = (unsigned)strtoul(spec + 6, &path, 10);

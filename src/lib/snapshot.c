@@ -1,0 +1,678 @@
+/*
+ * Snapshots: where they live, the checks before a restore, capture
+ * (sm_vm_snapshot), restore (sm_vm_restore), reset and listing. The
+ * worker writes and loads state and memory (control "snapshot DIR",
+ * --restore DIR, control "reset"); this file owns metadata.json, the
+ * atomic directory, and the per-clone clock, entropy and balloon target.
+ */
+#include "lib/snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/error.h"
+#include "oci/oci.h"
+
+#define SNAP_CAPTURE_TIMEOUT_MS 600000
+#define SNAP_RESET_TIMEOUT_MS 60000
+#define SNAP_STATE_MIN 32
+#define SNAP_STATE_MAX (64u << 20)
+
+/* ---- names and places ---- */
+
+bool snapshot_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	char c0 = name[0];
+
+	if (n == 0 || n > SNAP_NAME_MAX)
+		return false;
+	if (!((c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z') || (c0 >= '0' && c0 <= '9')))
+		return false;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+int snapshot_base(char *out, size_t len, sm_error **err)
+{
+	struct oci_store *st = NULL;
+
+	if (oci_store_open(NULL, &st, err) < 0)
+		return -1;
+	int n = snprintf(out, len, "%s/snapshots", oci_store_root(st));
+	oci_store_close(st);
+	if (n < 0 || (size_t)n >= len)
+		return sm_error_set(err, SM_E_INVALID, 0, "snapshot directory path too long"), -1;
+	if (mkdir(out, 0700) < 0 && errno != EEXIST)
+		return sm_error_set(err, SM_E_IO, errno, "create %s", out), -1;
+	return 0;
+}
+
+int snapshot_resolve(const char *name_or_dir, char *out, size_t len, sm_error **err)
+{
+	char base[4096], cwd[4096];
+	int n;
+
+	if (!name_or_dir || !*name_or_dir)
+		return sm_error_set(err, SM_E_INVALID, 0, "no snapshot name given"), -1;
+	if (strchr(name_or_dir, '/')) {
+		if (name_or_dir[0] == '/')
+			n = snprintf(out, len, "%s", name_or_dir);
+		else if (getcwd(cwd, sizeof(cwd)))
+			n = snprintf(out, len, "%s/%s", cwd, name_or_dir);
+		else
+			return sm_error_set(err, SM_E_IO, errno, "current directory"), -1;
+		while (n > 1 && out[n - 1] == '/')
+			out[--n] = 0;
+	} else {
+		if (!snapshot_name_valid(name_or_dir))
+			return sm_error_set(err, SM_E_INVALID, 0,
+					    "'%s' is not a snapshot name ([A-Za-z0-9][A-Za-z0-9._-]*, at most %d "
+					    "bytes) nor a path",
+					    name_or_dir, SNAP_NAME_MAX), -1;
+		if (snapshot_base(base, sizeof(base), err) < 0)
+			return -1;
+		n = snprintf(out, len, "%s/%s", base, name_or_dir);
+	}
+	if (n < 0 || (size_t)n >= len || strpbrk(out, "\n\r"))
+		return sm_error_set(err, SM_E_INVALID, 0, "snapshot path too long or not printable"), -1;
+	return 0;
+}
+
+bool sm_snapshot_exists(const char *name_or_dir)
+{
+	char dir[4096], path[4200];
+	struct stat st;
+
+	if (!name_or_dir || (!strchr(name_or_dir, '/') && !snapshot_name_valid(name_or_dir)))
+		return false;
+	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), NULL) < 0)
+		return false;
+	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, dir);
+	return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* ---- checks before a restore ---- */
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+/* The memory file's header (docs/snapshot-format.md): its id into id_hex, checks size against RAM. */
+static int memory_header(const char *dir, uint64_t ram_expected, char id_hex[SNAP_ID_HEX + 1], sm_error **err)
+{
+	char path[4200];
+	uint8_t h[48];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/" SNAP_MEMORY_NAME, dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return sm_error_set(err, SM_E_SNAPSHOT, errno, "%s", path), -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		close(fd);
+		return sm_error_set(err, SM_E_SNAPSHOT, 0, "%s: not a snapshot memory file (too short)", path), -1;
+	}
+	close(fd);
+	if (memcmp(h, "SMMEMORY", 8) || le32(h + 8) != 1 || le32(h + 12) != 4096)
+		return sm_error_set(err, SM_E_SNAPSHOT, 0, "%s: bad magic, version or page size", path), -1;
+	uint64_t ram = le64(h + 16);
+	if (ram_expected && ram != ram_expected)
+		return sm_error_set(err, SM_E_SNAPSHOT, 0, "%s holds %llu bytes of RAM; the metadata says %llu", path,
+				    (unsigned long long)ram, (unsigned long long)ram_expected), -1;
+	if ((uint64_t)st.st_size != SNAP_MEMORY_HEADER + ram)
+		return sm_error_set(err, SM_E_SNAPSHOT, 0, "%s is %llu bytes; %llu bytes of RAM need %llu (truncated?)",
+				    path, (unsigned long long)st.st_size, (unsigned long long)ram,
+				    (unsigned long long)(SNAP_MEMORY_HEADER + ram)), -1;
+	hex(h + 24, 16, id_hex);
+	return 0;
+}
+
+static int state_check(const char *dir, sm_error **err)
+{
+	char path[4200];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/" SNAP_STATE_NAME, dir);
+	if (lstat(path, &st) < 0)
+		return sm_error_set(err, SM_E_SNAPSHOT, errno, "%s", path), -1;
+	if (!S_ISREG(st.st_mode) || st.st_size < SNAP_STATE_MIN || st.st_size > SNAP_STATE_MAX)
+		return sm_error_set(err, SM_E_SNAPSHOT, 0, "%s: not a state file (%lld bytes)", path,
+				    (long long)st.st_size), -1;
+	return 0;
+}
+
+/* Stamps are trusted only in a directory of ours that nobody else can write to. */
+static bool dir_trusted(const char *dir)
+{
+	struct stat st;
+
+	return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022);
+}
+
+int snapshot_check(const char *dir, const struct vm_asset_paths *assets, struct snap_meta *m, sm_error **err)
+{
+	char path[4200], id[SNAP_ID_HEX + 1];
+	bool trust = dir_trusted(dir);
+
+	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, dir);
+	if (snapmeta_load(path, false, m, err) < 0)
+		return -1;
+	if (state_check(dir, err) < 0 || memory_header(dir, (uint64_t)m->memory_mib << 20, id, err) < 0)
+		goto fail;
+	if (strcmp(id, m->id)) {
+		sm_error_set(err, SM_E_SNAPSHOT, 0, "%s/memory has snapshot id %s, metadata.json says %s", dir, id,
+			     m->id);
+		goto fail;
+	}
+	if (snapfile_verify(&m->kernel, assets->kernel, trust, "kernel", err) < 0 ||
+	    snapfile_verify(&m->initramfs, assets->initramfs, trust, "initramfs", err) < 0 ||
+	    snapfile_verify(&m->rootfs, m->rootfs.path, trust, "root filesystem", err) < 0)
+		goto fail;
+	return 0;
+fail:
+	snapmeta_release(m);
+	return -1;
+}
+
+/* ---- directories ---- */
+
+/* Removes a flat directory (a snapshot, or a half-made one) and what is in it. */
+static void dir_remove(const char *dir)
+{
+	char path[4400];
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	while (d && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			unlink(path);
+		}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY), rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+/* Moves tmp to dir; an existing dir is replaced when asked (moved aside, then removed). */
+static int dir_install(const char *tmp, const char *dir, bool replace, sm_error **err)
+{
+	char old[4200];
+
+	if (rename(tmp, dir) == 0)
+		return 0;
+	if ((errno != ENOTEMPTY && errno != EEXIST) || !replace)
+		return sm_error_set(err, errno == ENOTEMPTY || errno == EEXIST ? SM_E_BUSY : SM_E_IO, errno,
+				    "install the snapshot as %s", dir), -1;
+	snprintf(old, sizeof(old), "%s.old-%ld", dir, (long)getpid());
+	if (rename(dir, old) < 0 || rename(tmp, dir) < 0)
+		return sm_error_set(err, SM_E_IO, errno, "replace the snapshot %s", dir), -1;
+	dir_remove(old);
+	return 0;
+}
+
+/* ---- capture ---- */
+
+int snapshot_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_error **err)
+{
+	char path[VM_PATH_MAX + 16];
+
+	snprintf(path, sizeof(path), "%s/" SNAPMETA_BOOT_FILE, vm->dir);
+	return snapmeta_write(path, m, true, err);
+}
+
+/* "target=N" from the worker's `balloon` reply. */
+static uint32_t balloon_target(struct sm_vm *vm)
+{
+	char reply[1024];
+	const char *t;
+
+	if (vm_control(vm, "balloon", reply, sizeof(reply), NULL) < 0 || !(t = strstr(reply, "target=")))
+		return 0;
+	return (uint32_t)strtoul(t + 7, NULL, 10);
+}
+
+/* The capture-time fields: id from the memory file, digests, balloon target. */
+static int capture_fill(struct sm_vm *vm, const char *tmp, struct snap_meta *m, const struct snapshot_extra *x,
+			sm_error **err)
+{
+	char id[SNAP_ID_HEX + 1];
+
+	if (memory_header(tmp, (uint64_t)m->memory_mib << 20, id, err) < 0)
+		return -1;
+	memcpy(m->id, id, sizeof(id));
+	if (snapfile_record(&m->kernel, m->kernel.path, true, err) < 0 ||
+	    snapfile_record(&m->initramfs, m->initramfs.path, true, err) < 0 ||
+	    snapfile_record(&m->rootfs, m->rootfs.path, true, err) < 0)
+		return -1;
+	m->created = time(NULL);
+	m->balloon_target_pages = m->balloon ? balloon_target(vm) : 0;
+	/* a clone's boot record carries its snapshot's bake: a capture of it is no such bake */
+	snprintf(m->warmup_tag, sizeof(m->warmup_tag), "%s", x && x->warmup_tag ? x->warmup_tag : "");
+	json_decref(m->bake);
+	m->bake = x && x->bake ? json_incref(x->bake) : NULL;
+	return 0;
+}
+
+static int capture_into(struct sm_vm *vm, const char *tmp, struct snap_meta *m, const struct snapshot_extra *x,
+			sm_error **err)
+{
+	char req[4300], reply[512], path[4300];
+
+	/* the guest's disks synced; page cache stays warm */
+	if (agent_quiesce(&vm->target, 0, err) < 0)
+		return -1;
+	snprintf(req, sizeof(req), "snapshot %s", tmp);
+	if (vm_control_timeout(vm, req, reply, sizeof(reply), SNAP_CAPTURE_TIMEOUT_MS, err) < 0)
+		return -1;
+	if (capture_fill(vm, tmp, m, x, err) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, tmp);
+	if (snapmeta_write(path, m, false, err) < 0)
+		return -1;
+	if (fsync_path(tmp) < 0)
+		return sm_error_set(err, SM_E_IO, errno, "sync %s", tmp), -1;
+	return 0;
+}
+
+int snapshot_capture(struct sm_vm *vm, const char *dir, const struct snapshot_extra *extra, bool replace,
+		     sm_error **err)
+{
+	char tmp[4200], boot[VM_PATH_MAX + 16];
+	struct snap_meta *m = calloc(1, sizeof(*m));
+	struct stat st;
+	int rc = -1;
+
+	if (!m)
+		return sm_error_set(err, SM_E_NOMEM, 0, "snapshot"), -1;
+	if (!replace && lstat(dir, &st) == 0) {
+		sm_error_set(err, SM_E_BUSY, 0, "%s already exists", dir);
+		goto out;
+	}
+	snprintf(boot, sizeof(boot), "%s/" SNAPMETA_BOOT_FILE, vm->dir);
+	if (vm_check(vm, "snapshot", err) < 0 || snapmeta_load(boot, true, m, err) < 0)
+		goto out;
+	/* beside the target, so the final rename stays in one filesystem */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.partial-XXXXXX", dir) >= sizeof(tmp) || !mkdtemp(tmp)) {
+		sm_error_set(err, SM_E_IO, errno, "create a directory beside %s", dir);
+		goto out;
+	}
+	if (capture_into(vm, tmp, m, extra, err) < 0 || dir_install(tmp, dir, replace, err) < 0) {
+		dir_remove(tmp);
+		vm_failed(vm, "snapshot", err);
+		goto out;
+	}
+	rc = 0;
+out:
+	snapmeta_release(m);
+	free(m);
+	return rc;
+}
+
+int sm_vm_snapshot(sm_vm *vm, const char *name_or_dir, sm_error **err)
+{
+	char dir[4096];
+
+	if (!vm)
+		return sm_error_set(err, SM_E_INVALID, 0, "snapshot: no VM"), -1;
+	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0 ||
+	    snapshot_capture(vm, dir, NULL, false, err) < 0)
+		return sm_error_wrap(err, "snapshot VM %s to %s", vm->id, name_or_dir ? name_or_dir : ""), -1;
+	return 0;
+}
+
+/* ---- restore ---- */
+
+/* cfg may repeat what the snapshot fixed, not change it. */
+static int restore_cfg_check(const struct snap_meta *m, const sm_vm_config *cfg, sm_error **err)
+{
+	if (cfg->memory_mib && cfg->memory_mib != m->memory_mib)
+		return sm_error_set(err, SM_E_INVALID, 0, "the snapshot has %u MiB of memory, not %u", m->memory_mib,
+				    cfg->memory_mib), -1;
+	if (cfg->vcpus && cfg->vcpus != m->vcpus)
+		return sm_error_set(err, SM_E_INVALID, 0, "the snapshot has %u vCPUs, not %u", m->vcpus, cfg->vcpus),
+		       -1;
+	if (cfg->network && !m->network)
+		return sm_error_set(err, SM_E_INVALID, 0, "the snapshot was baked without a network; bake it with one"),
+		       -1;
+	if (cfg->workload || cfg->env || cfg->workdir || cfg->user || cfg->hostname)
+		return sm_error_set(err, SM_E_INVALID, 0,
+				    "a snapshot's workload, env, workdir, user and hostname are baked in; give them "
+				    "per exec instead"), -1;
+	if (cfg->nvolumes != m->nvolumes)
+		return sm_error_set(err, SM_E_INVALID, 0,
+				    "the snapshot was taken with %u volume(s)%s%s; give the same again (volumes are "
+				    "not captured)",
+				    m->nvolumes, m->nvolumes ? ", the first at " : "",
+				    m->nvolumes ? m->volumes[0].guest_path : ""), -1;
+	for (unsigned i = 0; i < m->nvolumes; i++)
+		if (!cfg->volumes[i].guest_path || strcmp(cfg->volumes[i].guest_path, m->volumes[i].guest_path) ||
+		    cfg->volumes[i].read_only != m->volumes[i].read_only)
+			return sm_error_set(err, SM_E_INVALID, 0, "volume %u: the snapshot mounts %s%s there", i,
+					    m->volumes[i].guest_path, m->volumes[i].read_only ? " (read-only)" : ""),
+			       -1;
+	return 0;
+}
+
+struct restore_args {
+	char disks[1 + VM_MAX_VOLUMES][4200];
+	const char *argv[24 + 2 * VM_MAX_VOLUMES];
+};
+
+static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asset_paths *assets,
+			 const struct snap_meta *m, const sm_vm_config *cfg, struct restore_args *a, sm_error **err)
+{
+	unsigned n = 0;
+
+	a->argv[n++] = assets->worker;
+	a->argv[n++] = "--restore", a->argv[n++] = dir;
+	snprintf(a->disks[0], sizeof(a->disks[0]), "%s,ro,id=rootfs", m->rootfs.path);
+	a->argv[n++] = "--disk", a->argv[n++] = a->disks[0];
+	for (unsigned i = 0; i < m->nvolumes; i++) {
+		const sm_volume *v = &cfg->volumes[i];
+		if (!v->host_path || strchr(v->host_path, ','))
+			return sm_error_set(err, SM_E_INVALID, 0, "volume %u: needs a host path without ','", i), -1;
+		if (vm_volume_prepare(v, err) < 0)
+			return -1;
+		if (!(vm->volumes[vm->nvolumes++] = strdup(v->host_path)))
+			return sm_error_set(err, SM_E_NOMEM, 0, "volumes"), -1;
+		snprintf(a->disks[1 + i], sizeof(a->disks[0]), "%s%s", v->host_path, v->read_only ? ",ro" : "");
+		a->argv[n++] = "--disk", a->argv[n++] = a->disks[1 + i];
+	}
+	a->argv[n++] = "--vsock", a->argv[n++] = vm->vsock;
+	a->argv[n++] = "--control", a->argv[n++] = vm->control;
+	a->argv[n++] = "--console", a->argv[n++] = vm->console;
+	if (m->network)
+		a->argv[n++] = "--net";
+	if (m->balloon)
+		a->argv[n++] = "--balloon";
+	a->argv[n] = NULL;
+	return vm_spawn_argv(vm, a->argv, cfg->detached, err);
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One RESUME: the host's clock, fresh entropy. */
+static int restore_resume_once(struct sm_vm *vm, sm_error **err)
+{
+	uint8_t rnd[PROTO_RESUME_ENTROPY];
+	struct proto_pong pong;
+
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return sm_error_set(err, SM_E_IO, errno, "getrandom"), -1;
+	return agent_resume(&vm->target, realtime_ns(), rnd, sizeof(rnd), &pong, err);
+}
+
+/*
+ * Whether the agent itself refused us (another protocol version, a
+ * malformed answer): retrying cannot help. Anything on the way there (the
+ * socket not bound yet, a CONNECT reset while the guest's vsock transport
+ * resets) can.
+ */
+static bool resume_hopeless(const sm_error *e)
+{
+	const sm_error *root = e;
+
+	while (sm_error_cause(root))
+		root = sm_error_cause(root);
+	if (sm_error_code(root) == SM_E_UNSUPPORTED || sm_error_code(root) == SM_E_INVALID)
+		return true;
+	return sm_error_code(root) == SM_E_PROTOCOL && sm_error_errno(root) == 0;
+}
+
+/* The first connection after a restore or reset: retried until the agent answers. */
+static int restore_resume(struct sm_vm *vm, uint32_t timeout_ms, sm_error **err)
+{
+	uint64_t deadline = agent_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	useconds_t pause = 1000;
+
+	for (;;) {
+		sm_error *e = NULL;
+		if (restore_resume_once(vm, &e) == 0)
+			return 0;
+		if (resume_hopeless(e) || !sm_vm_running(vm) || agent_now_ns() >= deadline) {
+			if (err)
+				*err = e;
+			else
+				sm_error_free(e);
+			return vm_failed(vm, "resume after restore", err);
+		}
+		sm_error_free(e);
+		usleep(pause);
+		if (pause < 50000)
+			pause *= 2;
+	}
+}
+
+static int restore_balloon(struct sm_vm *vm, const struct snap_meta *m, sm_error **err)
+{
+	char req[64], reply[256];
+
+	if (!m->balloon || !m->balloon_target_pages)
+		return 0;
+	snprintf(req, sizeof(req), "balloon %u", m->balloon_target_pages);
+	return vm_control(vm, req, reply, sizeof(reply), err);
+}
+
+/* What a capture of this clone records: the snapshot's own boot description. */
+static int restore_record(struct sm_vm *vm, const struct snap_meta *m, const sm_vm_config *cfg, sm_error **err)
+{
+	const char *label = cfg->label ? cfg->label : (m->label[0] ? m->label : m->image_name);
+	char **cmd = NULL;
+	int rc;
+
+	if (m->workload && json_array_size(m->workload)) {
+		size_t i, n = 0;
+		json_t *v;
+		cmd = calloc(json_array_size(m->workload) + 1, sizeof(*cmd));
+		json_array_foreach(m->workload, i, v)
+			if (cmd)
+				cmd[n++] = (char *)json_string_value(v);
+	}
+	rc = vm_record_meta(vm, label, (const char *const *)cmd, cfg->detached, err);
+	free(cmd);
+	return rc < 0 ? -1 : snapshot_boot_record(vm, m, err);
+}
+
+static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_paths *assets,
+		       const struct snap_meta *m, const sm_vm_config *cfg, sm_error **err)
+{
+	struct restore_args *a = calloc(1, sizeof(*a));
+	int rc = -1;
+
+	if (!a)
+		return sm_error_set(err, SM_E_NOMEM, 0, "restore"), -1;
+	vm->volumes = calloc(VM_MAX_VOLUMES + 1, sizeof(char *));
+	if (!vm->volumes) {
+		sm_error_set(err, SM_E_NOMEM, 0, "restore");
+		goto out;
+	}
+	if (vm_runtime_create(vm, err) < 0)
+		goto out;
+	if (cfg->console_log)
+		snprintf(vm->console, sizeof(vm->console), "%s", cfg->console_log);
+	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0 ||
+	    restore_spawn(vm, dir, assets, m, cfg, a, err) < 0 || restore_record(vm, m, cfg, err) < 0 ||
+	    restore_resume(vm, cfg->boot_timeout_ms ? cfg->boot_timeout_ms : VM_DEFAULT_BOOT_TIMEOUT_MS, err) < 0 ||
+	    restore_balloon(vm, m, err) < 0)
+		goto out;
+	vm->image_cmd = snapmeta_image_command(m);
+	vm->restored = true;
+	rc = 0;
+out:
+	free(a);
+	return rc;
+}
+
+sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *cfg, sm_error **err)
+{
+	static const sm_vm_config defaults = { 0 };
+	struct snap_meta *m = calloc(1, sizeof(*m));
+	struct vm_asset_paths assets;
+	struct sm_vm *vm = vm_alloc();
+	char dir[4096];
+
+	if (!cfg)
+		cfg = &defaults;
+	if (!m || !vm) {
+		sm_error_set(err, SM_E_NOMEM, 0, "restore");
+		goto fail;
+	}
+	vm->detached = cfg->detached;
+	vm->remove = !cfg->detached;
+	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0 ||
+	    vm_assets_find(&cfg->assets, &assets, err) < 0 || snapshot_check(dir, &assets, m, err) < 0)
+		goto fail;
+	if (restore_cfg_check(m, cfg, err) < 0 || restore_run(vm, dir, &assets, m, cfg, err) < 0)
+		goto fail;
+	snapmeta_release(m);
+	free(m);
+	return vm;
+fail:
+	sm_error_wrap(err, "restore %s", name_or_dir ? name_or_dir : "snapshot");
+	if (m)
+		snapmeta_release(m);
+	free(m);
+	vm_discard(vm);
+	return NULL;
+}
+
+int sm_vm_reset(sm_vm *vm, sm_error **err)
+{
+	char reply[256];
+
+	if (!vm->restored)
+		return sm_error_set(err, SM_E_INVALID, 0, "VM %s was booted, not restored: nothing to reset to",
+				    vm->id), -1;
+	if (vm_check(vm, "reset", err) < 0)
+		return -1;
+	if (vm_control_timeout(vm, "reset", reply, sizeof(reply), SNAP_RESET_TIMEOUT_MS, err) < 0)
+		return vm_failed(vm, "reset", err);
+	return restore_resume(vm, VM_DEFAULT_BOOT_TIMEOUT_MS, err);
+}
+
+/* ---- listing ---- */
+
+static uint64_t disk_bytes(const char *dir, const char *name)
+{
+	char path[4400];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512u : 0;
+}
+
+static int info_fill(const char *base, const char *name, sm_snapshot_info *info)
+{
+	char path[4400];
+	struct snap_meta m;
+
+	snprintf(info->path, sizeof(info->path), "%s/%s", base, name);
+	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, info->path);
+	if (snapmeta_load(path, false, &m, NULL) < 0)
+		return -1;
+	snprintf(info->name, sizeof(info->name), "%s", name);
+	snprintf(info->image, sizeof(info->image), "%.1000s", m.image_name[0] ? m.image_name : m.rootfs.path);
+	snprintf(info->image_digest, sizeof(info->image_digest), "%s", m.image_digest);
+	snprintf(info->warmup_tag, sizeof(info->warmup_tag), "%s", m.warmup_tag);
+	info->memory_mib = m.memory_mib;
+	info->vcpus = m.vcpus;
+	info->created = m.created;
+	info->disk_bytes = disk_bytes(info->path, SNAP_MEMORY_NAME) + disk_bytes(info->path, SNAP_STATE_NAME);
+	snapmeta_release(&m);
+	return 0;
+}
+
+int sm_snapshot_list(sm_snapshot_info **out, size_t *n, sm_error **err)
+{
+	char base[4096];
+	sm_snapshot_info *list = NULL;
+	struct dirent *de;
+	size_t cnt = 0;
+	DIR *d;
+
+	*out = NULL;
+	*n = 0;
+	if (snapshot_base(base, sizeof(base), err) < 0)
+		return -1;
+	d = opendir(base);
+	if (!d)
+		return sm_error_set(err, SM_E_IO, errno, "open %s", base), -1;
+	while ((de = readdir(d))) {
+		if (!snapshot_name_valid(de->d_name))
+			continue;
+		sm_snapshot_info *grown = realloc(list, (cnt + 1) * sizeof(*list));
+		if (!grown) {
+			free(list);
+			closedir(d);
+			return sm_error_set(err, SM_E_NOMEM, 0, "snapshot list"), -1;
+		}
+		list = grown;
+		memset(&list[cnt], 0, sizeof(list[cnt]));
+		if (info_fill(base, de->d_name, &list[cnt]) == 0)
+			cnt++; /* half-made (no metadata.json yet) or not ours: not listed */
+	}
+	closedir(d);
+	*out = list;
+	*n = cnt;
+	return 0;
+}
+
+int sm_snapshot_remove(const char *name, sm_error **err)
+{
+	char dir[4096], aside[4200];
+
+	if (!name || !snapshot_name_valid(name))
+		return sm_error_set(err, SM_E_INVALID, 0, "'%s' is not a snapshot name", name ? name : ""), -1;
+	if (snapshot_resolve(name, dir, sizeof(dir), err) < 0)
+		return -1;
+	if (!sm_snapshot_exists(name))
+		return sm_error_set(err, SM_E_NOT_FOUND, 0, "no snapshot %s", name), -1;
+	/* moved aside first: a restore starting now sees it whole or not at all */
+	snprintf(aside, sizeof(aside), "%s.removing-%ld", dir, (long)getpid());
+	if (rename(dir, aside) < 0)
+		return sm_error_set(err, SM_E_IO, errno, "remove %s", dir), -1;
+	dir_remove(aside);
+	return 0;
+}
