@@ -147,33 +147,11 @@ static unsigned free_port(void)
 	return ntohs(sa.sin_port);
 }
 
-/* GET / over a plain socket; the whole response, or NULL if the connection failed. */
-static char *http_get(unsigned port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	static const char req[] = "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n";
-	char *buf = calloc(1, 65536);
-	size_t got = 0;
-	ssize_t n;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || write(fd, req, sizeof(req) - 1) < 0) {
-		close(fd);
-		free(buf);
-		return NULL;
-	}
-	while (got < 65535 && (n = read(fd, buf + got, 65535 - got)) > 0)
-		got += (size_t)n;
-	close(fd);
-	return buf;
-}
-
 /* Retries GET until the page comes (httpd starts in its own time). */
 static char *http_wait(unsigned port, const char *want)
 {
 	for (int i = 0; i < HTTP_WAIT_S * 2; i++) {
-		char *r = http_get(port);
+		char *r = fx_http_get(port);
 		if (r && strstr(r, want))
 			return r;
 		free(r);
@@ -226,11 +204,11 @@ Test(run, detached_service_ps_exec_logs_stop)
 	cr_expect(!strstr(s(out), id), "stopped VM still listed: %s", s(out));
 	free(out), free(err);
 	/* the forwarder process notices the worker's exit through its pidfd, a moment after stop returns */
-	char *late = http_get(port);
+	char *late = fx_http_get(port);
 	for (int i = 0; i < 50 && late; i++) {
 		free(late);
 		usleep(100000);
-		late = http_get(port);
+		late = fx_http_get(port);
 	}
 	cr_expect(late == NULL, "the forwarder outlived the VM");
 	free(late);
