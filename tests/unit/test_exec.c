@@ -444,7 +444,8 @@ static void find_cgroup2(char *dir, size_t len)
 	while (fp && fgets(line, sizeof(line), fp)) {
 		if (sscanf(line, "%*s %255s %63s", mnt, type) != 2 || strcmp(type, "cgroup2"))
 			continue;
-		snprintf(dir, len, "%s/sm-test-%d", mnt, (int)getpid());
+		if (snprintf(dir, len, "%s/sm-test-%d", mnt, (int)getpid()) >= (int)len)
+			continue;
 		if (mkdir(dir, 0755) == 0)
 			break;
 		dir[0] = 0;

@@ -544,7 +544,7 @@ static void put_le32(unsigned char *p, uint32_t v)
 /* Reads dir/state, lets edit() change it, writes it back. */
 static void state_edit(const char *dir, void (*edit)(unsigned char *b, size_t len))
 {
-	char path[256];
+	char path[512];
 	static unsigned char b[1 << 20];
 	int fd;
 	ssize_t n;
@@ -573,7 +573,7 @@ static void version_2(unsigned char *b, size_t len)
 /* Changes the snapshot id in dir/memory's header and fixes the header CRC. */
 static void memory_other_id(const char *dir)
 {
-	char path[256];
+	char path[512];
 	unsigned char h[48];
 	int fd;
 

@@ -215,17 +215,35 @@ bool virtq_should_signal(struct virtq *q)
 	return need;
 }
 
-void virtq_set_avail_event(struct virtq *q)
+/* used->avail_event: the driver kicks once it adds past idx. */
+static int avail_event_store(struct virtq *q, uint16_t idx)
 {
 	uint16_t *p;
 
 	if (!q->ready || !q->event_idx)
-		return;
+		return 0;
 	p = guest_mem_ptr(q->mem, q->used_gpa + 4 + 8ull * q->size, 2);
 	if (!p)
-		return;
-	store16(p, q->last_avail);
+		return -EINVAL;
+	store16(p, idx);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return 0;
+}
+
+void virtq_set_avail_event(struct virtq *q)
+{
+	avail_event_store(q, q->last_avail);
+}
+
+int virtq_watch_avail(struct virtq *q, uint16_t *idx)
+{
+	uint16_t pending;
+	int rc = avail_pending(q, &pending);
+
+	if (rc < 0)
+		return rc;
+	*idx = (uint16_t)(q->last_avail + pending);
+	return avail_event_store(q, *idx);
 }
 
 uint64_t virtq_chain_read(const struct virtq_chain *c, uint64_t off, void *dst, uint64_t len)

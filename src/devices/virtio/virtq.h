@@ -85,6 +85,13 @@ bool virtq_should_signal(struct virtq *q);
 /* With EVENT_IDX: ask for a notification once the driver adds past last_avail. */
 void virtq_set_avail_event(struct virtq *q);
 
+/*
+ * The driver's avail->idx into *idx, and (with EVENT_IDX) a request for a
+ * kick as soon as it adds past it, however many chains are still unused.
+ * 0 or -EINVAL.
+ */
+int virtq_watch_avail(struct virtq *q, uint16_t *idx);
+
 /* Helpers over a chain's segments, bounded by the chain itself. */
 /* Copies up to len bytes starting at byte `off` of the out-segments; returns bytes copied. */
 uint64_t virtq_chain_read(const struct virtq_chain *c, uint64_t off, void *dst, uint64_t len);

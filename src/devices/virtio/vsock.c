@@ -194,6 +194,15 @@ struct vsock_dev {
 	struct vsock_rst rst[VSOCK_RST_RING];
 	unsigned rst_head, rst_count;
 	bool event_pending;
+	/*
+	 * The guest drops every connection it has when it handles a
+	 * TRANSPORT_RESET, which can be after a host client connected anew
+	 * (right after a restore, say). New REQUESTs wait until the driver
+	 * has handed the event buffer back, which Linux does once it has
+	 * handled the event: reset_mark is avail->idx when we sent it.
+	 */
+	bool reset_settling;
+	uint16_t reset_mark;
 
 	struct virtq_chain *tx_chain;
 	struct virtq_chain *rx_chain;
@@ -433,10 +442,14 @@ static bool vsock_wants_rx(struct vsock_conn *c)
 	return false;
 }
 
+static bool vsock_requests_held(const struct vsock_dev *v) { return v->event_pending || v->reset_settling; }
+
 static void vsock_conn_sched(struct vsock_dev *v, struct vsock_conn *c)
 {
 	if (c->in_rxq || !vsock_wants_rx(c))
 		return;
+	if ((c->pend & PEND_REQUEST) && vsock_requests_held(v))
+		return; /* vsock_reset_settle() schedules it */
 	TAILQ_INSERT_TAIL(&v->rxq, c, rxq);
 	c->in_rxq = true;
 }
@@ -1239,6 +1252,22 @@ static void vsock_event_process(struct vsock_dev *v)
 	virtq_chain_write(ch, 0, &id, sizeof(id));
 	vsock_push(v, VSOCK_EVQ, ch->head, sizeof(id));
 	v->event_pending = false;
+	v->reset_settling = virtq_watch_avail(&v->dev.vq[VSOCK_EVQ], &v->reset_mark) == 0;
+}
+
+/* Once the guest has handled a reset, lets the REQUESTs held meanwhile go. */
+static void vsock_reset_settle(struct vsock_dev *v)
+{
+	struct vsock_conn *c;
+	uint16_t idx;
+
+	if (!v->reset_settling)
+		return;
+	if (virtq_watch_avail(&v->dev.vq[VSOCK_EVQ], &idx) == 0 && idx == v->reset_mark)
+		return;
+	v->reset_settling = false;
+	TAILQ_FOREACH(c, &v->conns, all)
+		vsock_conn_sched(v, c);
 }
 
 static void vsock_unlock(struct vsock_dev *v)
@@ -1252,6 +1281,7 @@ static void vsock_process(struct vsock_dev *v)
 	if (!vsock_live(v))
 		return;
 	vsock_event_process(v);
+	vsock_reset_settle(v);
 	vsock_tx_process(v);
 	vsock_rx_process(v);
 }
@@ -1323,6 +1353,7 @@ static void vsock_reset(struct virtio_dev *d)
 	vsock_free_dead(v);
 	v->rx_held = false;
 	v->event_pending = false;
+	v->reset_settling = false;
 	vdev_pending_clear(&v->pend);
 }
 
@@ -1363,6 +1394,7 @@ static int vsock_restore(struct virtio_dev *d, struct snap_reader *r)
 	vsock_free_dead(v);
 	v->rst_head = v->rst_count = 0;
 	v->event_pending = true;
+	v->reset_settling = false;
 	return 0;
 }
 
