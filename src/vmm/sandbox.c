@@ -25,6 +25,8 @@ static const char *const base_syscalls[] = {
 	"futex", "sched_yield", "nanosleep", "clock_nanosleep", "clock_gettime", "gettimeofday",
 	"getrandom", "getpid", "gettid", "tgkill", "rt_sigreturn", "rt_sigprocmask",
 	"restart_syscall", "exit", "exit_group",
+	/* glibc's start of a vCPU thread the scheduler ran only after the lockdown */
+	"set_robust_list", "rseq",
 };
 
 /* Host sockets made at run time: vsock connecting to <uds>_P, slirp's NAT. */
@@ -62,7 +64,7 @@ static const char *const sanitizer_syscalls[] = {
 	"faccessat", "faccessat2", "getdents", "getdents64", "clone", "clone3", "ptrace", "wait4", "waitid",
 	"prctl", "sigaltstack", "rt_sigaction", "sched_getaffinity", "getppid", "pipe2", "dup",
 	"dup2", "dup3", "execve", "fork", "vfork", "kill", "uname", "prlimit64", "getrlimit",
-	"setrlimit", "mincore", "getcwd", "set_robust_list", "rseq", "getuid", "geteuid",
+	"setrlimit", "mincore", "getcwd", "getuid", "geteuid",
 	"sysinfo", "capget", "fstatfs", "statfs",
 };
 

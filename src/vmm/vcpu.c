@@ -271,10 +271,6 @@ static void *vcpu_thread(void *arg)
 	/* A blocked SIGSYS would kill the process silently instead of naming the call. */
 	sigaddset(&kick, SIGSYS);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
-	pthread_mutex_lock(&vm->state_lock);
-	vm->nstarted++;
-	pthread_cond_broadcast(&vm->state_cond);
-	pthread_mutex_unlock(&vm->state_lock);
 	if (!vcpu_wait_gate(vm))
 		return NULL;
 

@@ -543,10 +543,6 @@ int vm_start(struct vm *vm)
 			return rc;
 		}
 	}
-	pthread_mutex_lock(&vm->state_lock);
-	while (vm->nstarted < vm->nvcpus)
-		pthread_cond_wait(&vm->state_cond, &vm->state_lock);
-	pthread_mutex_unlock(&vm->state_lock);
 	return 0;
 }
 

@@ -114,7 +114,6 @@ struct vm {
 	pthread_mutex_t state_lock;
 	pthread_cond_t state_cond;
 	bool go;       /* vCPU threads may enter the guest */
-	unsigned nstarted; /* vCPU threads past their start-up system calls */
 	bool exiting;  /* first vm_request_exit() seen */
 	bool pause_req;    /* vm_pause(): vCPU threads park outside KVM_RUN */
 	unsigned npaused;  /* vCPU threads parked now */
@@ -167,9 +166,8 @@ int vm_boot_load(struct vm *vm, const char *kernel, const char *initrd, struct v
 /*
  * Starts the vCPU threads, held at a gate until vm_run(): the worker locks
  * itself down in between, so no thread is created after the sandbox.
- * Returns once every thread runs our code: a new thread's own start-up
- * calls (set_robust_list, rseq) are not in the sandbox's list, and a
- * thread the scheduler started late would die on them.
+ * A thread the scheduler starts late makes glibc's start-up calls
+ * (set_robust_list, rseq) under the sandbox, which allows them.
  */
 int vm_start(struct vm *vm);
 
