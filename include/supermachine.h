@@ -394,6 +394,12 @@ typedef struct sm_bake_config {
 	/* Changing it (or anything else baked in) invalidates a snapshot baked before. */
 	const char *warmup_tag;
 	uint32_t settle_ms;               /* the guest syncs, waits this long, syncs again */
+	/*
+	 * After each restore the guest's virtio-balloon driver is asked to
+	 * give back this much RAM, which leaves the worker's memory: for
+	 * clones that stay idle. 0 = none. Less than the VM's memory.
+	 */
+	uint32_t balloon_target_mib;
 	bool force;                       /* bake even when an up-to-date snapshot exists */
 	/* Called as each step starts (elapsed_us 0, done false) and ends; may be NULL. */
 	void (*progress)(const char *step, bool done, uint64_t elapsed_us, void *opaque);

@@ -41,6 +41,7 @@ struct sm_vm {
 	char **volumes;             /* host paths to fsync on a clean stop */
 	unsigned nvolumes;
 	bool restored;              /* started from a snapshot: sm_vm_reset() works */
+	uint32_t balloon_target;    /* pages, from the snapshot: applied after each restore and reset */
 };
 
 /* ---- assets (vm_assets.c) ---- */
