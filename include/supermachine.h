@@ -404,6 +404,14 @@ typedef struct sm_bake_config {
 	/* Called as each step starts (elapsed_us 0, done false) and ends; may be NULL. */
 	void (*progress)(const char *step, bool done, uint64_t elapsed_us, void *opaque);
 	void *progress_opaque;
+	/*
+	 * A warmup in code, after the warmup commands and before the capture:
+	 * exec, write files, connect... in vm. Returning -1 (with *err set,
+	 * or not) fails the bake. Change warmup_tag when its behaviour
+	 * changes: the bake cannot see inside it. May be NULL.
+	 */
+	int (*warmup_fn)(sm_vm *vm, void *opaque, sm_error **err);
+	void *warmup_opaque;
 } sm_bake_config;
 
 /*

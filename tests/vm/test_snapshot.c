@@ -319,9 +319,24 @@ static bool balloon_reaches(sm_vm *vm, unsigned want, char *reply, size_t len)
 	return false;
 }
 
+static int warm_write(sm_vm *vm, void *opaque, sm_error **err)
+{
+	return sm_vm_write_file(vm, "/tmp/from-callback", opaque, strlen(opaque), 0644, err);
+}
+
+static int warm_refuse(sm_vm *vm, void *opaque, sm_error **err)
+{
+	(void)vm;
+	(void)opaque;
+	(void)err;
+	return -1;
+}
+
+/* Also the warmup callback: its file is in the snapshot; its failure fails the bake. */
 Test(snapshot, balloon_target_applied_after_restore_and_reset)
 {
-	sm_bake_config c = { .balloon_target_mib = 64, .progress = progress, .progress_opaque = "balloon" };
+	sm_bake_config c = { .balloon_target_mib = 64, .progress = progress, .progress_opaque = "balloon",
+			     .warmup_fn = warm_write, .warmup_opaque = "written-in-warmup" };
 	sm_error *err = NULL;
 	char reply[512];
 
@@ -333,11 +348,20 @@ Test(snapshot, balloon_target_applied_after_restore_and_reset)
 	c.balloon_target_mib = 64;
 	assert_ok(sm_bake(IMAGE, "balloon", &c, &err) >= 0, &err, "balloon");
 	sm_vm *vm = restore("balloon");
+	char *out = sh(vm, "cat /tmp/from-callback");
+	cr_expect_str_eq(s(out), "written-in-warmup");
+	free(out);
 	cr_assert(balloon_reaches(vm, 64 * 256, reply, sizeof(reply)), "restore: %s", reply);
 	cr_expect(strstr(reply, "target=16384 "), "%s", reply);
 	cr_assert(sm_vm_reset(vm, &err) == 0, "reset: %s", es(err));
 	cr_assert(balloon_reaches(vm, 64 * 256, reply, sizeof(reply)), "after reset: %s", reply);
 	sm_vm_free(vm);
+
+	c = (sm_bake_config){ .warmup_fn = warm_refuse };
+	cr_assert(sm_bake(IMAGE, "refused", &c, &err) < 0, "a failing warmup callback did not fail the bake");
+	cr_expect(strstr(es(err), "warmup callback"), "%s", es(err));
+	cr_expect(!sm_snapshot_exists("refused"), "a failed bake left a snapshot");
+	sm_error_free(err);
 }
 
 Test(snapshot, reset_in_place)
