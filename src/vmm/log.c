@@ -2,7 +2,7 @@
 
 #include <stdarg.h>
 
-static void log_line(FILE *f, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_line(FILE *f, const char *fmt, va_list ap)
 {
 	/* One buffer, one write: lines from different threads never interleave. */
 	char buf[1024];
