@@ -3,6 +3,8 @@
  * Figures, one JSON line each:
  *
  *   bake_wall                     sm_bake of IMAGE (forced: boot, capture, stop), ms
+ *   bake_big_image_wall           the same for IMAGE2 (--bake-image: bench/oci_rootfs's ~150 MB
+ *                                 Debian image, pulled from local blobs beforehand), ms
  *   restore_exec_p50, _p99        sm_vm_restore -> first `true` finished, ms
  *   restore_call_p50              sm_vm_restore alone (checks, worker, RESUME answered), ms
  *   restore_host_cpu              host-side restore work per restore: the library's CPU in sm_vm_restore
@@ -318,9 +320,10 @@ int main(int argc, char **argv)
 	unsigned rounds = 50, clones = 20;
 	sm_bake_config bc = { .force = true };
 	sm_error *err = NULL;
+	const char *big = NULL;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: restore_bench IMAGE [--rounds N] [--clones N]\n");
+		fprintf(stderr, "usage: restore_bench IMAGE [--rounds N] [--clones N] [--bake-image IMAGE2]\n");
 		return 2;
 	}
 	for (int i = 2; i + 1 < argc; i += 2) {
@@ -328,6 +331,8 @@ int main(int argc, char **argv)
 			rounds = (unsigned)strtoul(argv[i + 1], NULL, 10);
 		else if (!strcmp(argv[i], "--clones"))
 			clones = (unsigned)strtoul(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--bake-image"))
+			big = argv[i + 1];
 	}
 	if (!rounds)
 		rounds = 1;
@@ -337,6 +342,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	figure("bake_wall", (bench_now_s() - t0) * 1e3, "ms");
+	if (big) {
+		t0 = bench_now_s();
+		if (sm_bake(big, "bench-big", &bc, &err) < 0) {
+			fprintf(stderr, "restore_bench: bake %s: %s\n", big, sm_error_string(err));
+			return 1;
+		}
+		figure("bake_big_image_wall", (bench_now_s() - t0) * 1e3, "ms");
+	}
 	int rc = bench_sequential("bench", rounds);
 	rc |= bench_parallel("bench", rounds);
 	rc |= bench_first_byte(argv[1]);
