@@ -711,6 +711,10 @@ void sm_vm_free(sm_vm *vm)
 {
 	if (!vm)
 		return;
+	if (vm->pool_slot) {
+		pool_vm_free(vm);
+		return;
+	}
 	if (!vm->detached && vm->pid > 0 && sm_vm_running(vm))
 		sm_vm_stop(vm, 0, NULL);
 	if (vm->remove)

@@ -370,6 +370,37 @@ Test(snapshot, balloon_target_applied_after_restore_and_reset)
 	sm_error_free(err);
 }
 
+Test(snapshot, image_open_start_acquire)
+{
+	sm_error *err = NULL;
+	char *out;
+
+	cr_assert_null(sm_image_open("no-such-snapshot", &err));
+	cr_expect_eq(sm_error_code(err), SM_E_NOT_FOUND, "%s", es(err));
+	sm_error_free(err);
+	err = NULL;
+	bake_main();
+	sm_image *img = sm_image_open("main", &err);
+	assert_ok(img != NULL, &err, "open main");
+	cr_expect(strstr(sm_image_path(img), "/snapshots/main"), "%s", sm_image_path(img));
+	sm_vm *vm = sm_image_start(img, NULL, &err);
+	assert_ok(vm != NULL, &err, "start");
+	out = sh(vm, "cat /tmp/before");
+	cr_expect_str_eq(s(out), "before-capture\n");
+	free(out);
+	sm_vm_free(vm);
+	/* The image's own pool: made by the first acquire, reused by the next. */
+	for (int i = 0; i < 2; i++) {
+		vm = sm_image_acquire(img, &err);
+		assert_ok(vm != NULL, &err, "acquire");
+		out = sh(vm, "echo pooled");
+		cr_expect_str_eq(s(out), "pooled\n");
+		free(out);
+		sm_pool_release(vm);
+	}
+	sm_image_free(img);
+}
+
 Test(snapshot, reset_in_place)
 {
 	sm_error *err = NULL;
