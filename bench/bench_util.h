@@ -10,5 +10,7 @@ double bench_now_s(void);
 void bench_figure(const char *bench, const char *name, double value, const char *unit);
 /* CPU (user + system) in seconds of a process, from /proc/PID/stat; 0 when unknown. */
 double bench_proc_cpu_s(pid_t pid);
+/* Page faults (minor + major) the process has taken, or -1. */
+long long bench_proc_faults(pid_t pid);
 
 #endif

@@ -3,11 +3,16 @@
  * Figures, one JSON line each:
  *
  *   bake_wall                     sm_bake of IMAGE (forced: boot, capture, stop), ms
+ *   bake_big_image_wall           the same for IMAGE2 (--bake-image: bench/oci_rootfs's ~150 MB
+ *                                 Debian image, pulled from local blobs beforehand), ms
  *   restore_exec_p50, _p99        sm_vm_restore -> first `true` finished, ms
  *   restore_call_p50              sm_vm_restore alone (checks, worker, RESUME answered), ms
  *   restore_host_cpu              host-side restore work per restore: the library's CPU in sm_vm_restore
  *                                 + the worker's CPU up to its first KVM_RUN (its logged line), ms
  *   restore_guest_part            restore_exec p50 minus restore_host_cpu: guest execution and waits, ms
+ *   restore_exec_exits_p50        VM exits of the worker from restore to the exec's end (its `stats`)
+ *   restore_exec_worker_faults_p50  page faults the worker took by then (guest pages first touched
+ *                                 after the restore, and the worker's own start)
  *   restore_8way_failed           restores of the 8-way run that failed (left out of its percentiles)
  *   restore_exec_8way_p50, _p99   the same with 8 restores running at once, ms
  *   restore_first_byte            restore of a service baked on `listener` -> first byte through expose_tcp, ms
@@ -105,7 +110,19 @@ static int exec_true(sm_vm *vm)
 
 struct one {
 	double total, call, host_cpu;
+	double exits, faults; /* the worker's, restore to the exec's end; -1 unknown */
 };
+
+/* exits=N from the worker's `stats` reply: every KVM_RUN return, restore to now. */
+static double worker_exits(const sm_vm *vm)
+{
+	char reply[512];
+	const char *e;
+
+	if (vm_control(vm, "stats", reply, sizeof(reply), NULL) < 0 || !(e = strstr(reply, "exits=")))
+		return -1;
+	return strtod(e + 6, NULL);
+}
 
 /*
  * The worker's own CPU for a restore (open, VM and devices, state load),
@@ -148,6 +165,8 @@ static int restore_once(const char *snap, struct one *r)
 	r->host_cpu = thread_cpu_s() - c0 + (w >= 0 ? w : bench_proc_cpu_s(vm->pid));
 	int rc = exec_true(vm);
 	r->total = bench_now_s() - t0;
+	r->exits = worker_exits(vm);
+	r->faults = (double)bench_proc_faults(vm->pid);
 	sm_vm_free(vm);
 	return rc;
 }
@@ -155,13 +174,19 @@ static int restore_once(const char *snap, struct one *r)
 static int bench_sequential(const char *snap, unsigned rounds)
 {
 	double *tot = calloc(rounds, sizeof(double)), *call = calloc(rounds, sizeof(double)), cpu = 0;
+	double *exits = calloc(rounds, sizeof(double)), *faults = calloc(rounds, sizeof(double));
 	struct one r;
 
 	for (unsigned i = 0; i < rounds; i++) {
 		if (restore_once(snap, &r) < 0)
 			return -1;
 		tot[i] = r.total, call[i] = r.call, cpu += r.host_cpu;
+		exits[i] = r.exits, faults[i] = r.faults;
 	}
+	/* The guest's part in counts, which do not depend on how fast the CPU is. */
+	figure("restore_exec_exits_p50", pct(exits, rounds, 0.5), "exits");
+	figure("restore_exec_worker_faults_p50", pct(faults, rounds, 0.5), "faults");
+	free(exits), free(faults);
 	double p50 = pct(tot, rounds, 0.5);
 	figure("restore_exec_p50", p50 * 1e3, "ms");
 	figure("restore_exec_p99", pct(tot, rounds, 0.99) * 1e3, "ms");
@@ -295,9 +320,10 @@ int main(int argc, char **argv)
 	unsigned rounds = 50, clones = 20;
 	sm_bake_config bc = { .force = true };
 	sm_error *err = NULL;
+	const char *big = NULL;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: restore_bench IMAGE [--rounds N] [--clones N]\n");
+		fprintf(stderr, "usage: restore_bench IMAGE [--rounds N] [--clones N] [--bake-image IMAGE2]\n");
 		return 2;
 	}
 	for (int i = 2; i + 1 < argc; i += 2) {
@@ -305,6 +331,8 @@ int main(int argc, char **argv)
 			rounds = (unsigned)strtoul(argv[i + 1], NULL, 10);
 		else if (!strcmp(argv[i], "--clones"))
 			clones = (unsigned)strtoul(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--bake-image"))
+			big = argv[i + 1];
 	}
 	if (!rounds)
 		rounds = 1;
@@ -314,6 +342,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	figure("bake_wall", (bench_now_s() - t0) * 1e3, "ms");
+	if (big) {
+		t0 = bench_now_s();
+		if (sm_bake(big, "bench-big", &bc, &err) < 0) {
+			fprintf(stderr, "restore_bench: bake %s: %s\n", big, sm_error_string(err));
+			return 1;
+		}
+		figure("bake_big_image_wall", (bench_now_s() - t0) * 1e3, "ms");
+	}
 	int rc = bench_sequential("bench", rounds);
 	rc |= bench_parallel("bench", rounds);
 	rc |= bench_first_byte(argv[1]);

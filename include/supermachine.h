@@ -394,10 +394,24 @@ typedef struct sm_bake_config {
 	/* Changing it (or anything else baked in) invalidates a snapshot baked before. */
 	const char *warmup_tag;
 	uint32_t settle_ms;               /* the guest syncs, waits this long, syncs again */
+	/*
+	 * After each restore the guest's virtio-balloon driver is asked to
+	 * give back this much RAM, which leaves the worker's memory: for
+	 * clones that stay idle. 0 = none. Less than the VM's memory.
+	 */
+	uint32_t balloon_target_mib;
 	bool force;                       /* bake even when an up-to-date snapshot exists */
 	/* Called as each step starts (elapsed_us 0, done false) and ends; may be NULL. */
 	void (*progress)(const char *step, bool done, uint64_t elapsed_us, void *opaque);
 	void *progress_opaque;
+	/*
+	 * A warmup in code, after the warmup commands and before the capture:
+	 * exec, write files, connect... in vm. Returning -1 (with *err set,
+	 * or not) fails the bake. Change warmup_tag when its behaviour
+	 * changes: the bake cannot see inside it. May be NULL.
+	 */
+	int (*warmup_fn)(sm_vm *vm, void *opaque, sm_error **err);
+	void *warmup_opaque;
 } sm_bake_config;
 
 /*
@@ -408,6 +422,109 @@ typedef struct sm_bake_config {
  * kernel, initramfs, settings, warmup and warmup_tag), -1 on error.
  */
 int sm_bake(const char *image, const char *name_or_dir, const sm_bake_config *cfg, sm_error **err);
+
+/* ---- pool: warm VMs restored from one snapshot ----------------------------- *
+ *
+ * A pool hands out VMs restored from one snapshot. It spawns lazily up to
+ * max, keeps at least min ready, evicts idle VMs beyond min after
+ * idle_timeout_ms, and replaces a worker that dies. Every function is
+ * safe to call from any thread; a pooled VM is used by one thread at a
+ * time (its owner's).
+ *
+ * Workers are restored, reset and stopped by the pool's own threads
+ * (at most 8), never on the caller's: a worker dies with the thread that
+ * spawned it, and these live as long as the pool. A warm acquire is a
+ * mutex, a list pop and a poll() of the worker's pidfd.
+ */
+typedef struct sm_pool sm_pool;
+
+typedef struct sm_pool_config {
+	unsigned min;                 /* VMs kept ready (spawned at sm_pool_new) */
+	unsigned max;                 /* 0 = 4 */
+	uint32_t idle_timeout_ms;     /* idle VMs beyond min are stopped after it; 0 = 60000 */
+	uint32_t acquire_timeout_ms;  /* 0 = 30000 */
+	/*
+	 * A released VM is reset to the snapshot (sm_vm_reset(), on a pool
+	 * thread, so the release itself is cheap) before its next user: the
+	 * default. keep_state_on_release skips that: the next user sees the
+	 * last one's files and processes, and a warm guest page cache.
+	 */
+	bool keep_state_on_release;
+	/*
+	 * As for sm_vm_restore(); detached is ignored. The pool keeps this
+	 * struct but not what its pointers point to (volumes, assets, env,
+	 * workload, label, console_log): those must outlive the pool.
+	 */
+	sm_vm_config vm;
+} sm_pool_config;
+
+typedef struct sm_pool_stats {
+	unsigned idle;                /* ready, waiting for an acquire */
+	unsigned busy;                /* handed out */
+	unsigned starting;            /* being restored, or reset after a release */
+	uint64_t spawned;             /* restores that succeeded */
+	uint64_t evicted;             /* idle VMs stopped after idle_timeout_ms */
+	uint64_t died;                /* workers found dead (killed, crashed, stopped by their owner, failed reset) */
+	uint64_t waits;               /* acquires that found no idle VM and waited */
+	uint64_t acquires;            /* acquires that returned a VM */
+	uint64_t acquire_timeouts;    /* acquires that gave up at acquire_timeout_ms */
+	uint64_t acquire_p50_us, acquire_p99_us, acquire_max_us; /* over the last 4096 acquires */
+} sm_pool_stats;
+
+/*
+ * A pool over the snapshot name_or_dir; cfg may be NULL. Waits until min
+ * VMs are ready; a restore that fails then fails the pool, naming the
+ * snapshot and why.
+ */
+sm_pool *sm_pool_new(const char *name_or_dir, const sm_pool_config *cfg, sm_error **err);
+/*
+ * A ready VM: an idle one at once, else (below max) one restored for this
+ * call by a pool thread; at max, waits up to acquire_timeout_ms for a
+ * release, then fails with SM_E_BUSY ("all N VMs busy for T ms"); a
+ * restore that failed meanwhile fails it with that error. Give it back
+ * with sm_pool_release(); every sm_vm_* call works on it, sm_vm_free()
+ * gives it back too, and sm_vm_stop() retires it (released, it is then
+ * replaced).
+ */
+sm_vm *sm_pool_acquire(sm_pool *p, sm_error **err);
+/*
+ * Back to its pool (NULL is fine): reset in the background (unless
+ * keep_state_on_release) and handed out again; a VM whose worker died is
+ * discarded and, below min, replaced.
+ */
+void sm_pool_release(sm_vm *vm);
+void sm_pool_get_stats(sm_pool *p, sm_pool_stats *s);
+/*
+ * Stops every worker and waits for them; no call on p may start once it
+ * has. VMs still acquired are killed too, with a warning naming them
+ * through the log callback, and their owners' later calls fail with
+ * SM_E_VM_DIED; they must still be released, which frees them: the pool's
+ * memory lives until the last one is. NULL is fine.
+ */
+void sm_pool_free(sm_pool *p);
+
+/* ---- images: a baked snapshot, opened once ---------------------------------- *
+ *
+ * What a program keeps for the snapshot it starts VMs from: one at a time
+ * (sm_image_start), from a pool it configures (sm_image_pool), or from
+ * the image's own pool (sm_image_acquire: made on first use, min 0, max
+ * one VM per host CPU, idle VMs stopped after a minute). Safe to use from
+ * any thread.
+ */
+typedef struct sm_image sm_image;
+
+/* Checks that name_or_dir is a snapshot (its metadata.json parses); SM_E_NOT_FOUND or SM_E_SNAPSHOT otherwise. */
+sm_image *sm_image_open(const char *name_or_dir, sm_error **err);
+/* The snapshot's directory. */
+const char *sm_image_path(const sm_image *img);
+/* sm_vm_restore() of the image. */
+sm_vm *sm_image_start(sm_image *img, const sm_vm_config *cfg, sm_error **err);
+/* sm_pool_new() over the image: the caller frees the pool. */
+sm_pool *sm_image_pool(sm_image *img, const sm_pool_config *cfg, sm_error **err);
+/* A VM from the image's own pool; give it back with sm_pool_release(). */
+sm_vm *sm_image_acquire(sm_image *img, sm_error **err);
+/* Frees img and its own pool (see sm_pool_free() for VMs still acquired). NULL is fine. */
+void sm_image_free(sm_image *img);
 
 #ifdef __cplusplus
 }

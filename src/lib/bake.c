@@ -87,7 +87,7 @@ static json_t *bake_key(const char *image, const struct oci_image *img, const sm
 	for (size_t i = 0; vols && i < v->nvolumes; i++)
 		json_array_append_new(vols, json_pack("{s:s?, s:b}", "guest_path", v->volumes[i].guest_path, "read_only",
 						      v->volumes[i].read_only));
-	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:b, s:o, s:o, s:b, s:s?, s:s?, s:s, s:I, s:o, s:s, s:I, s:o}",
+	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:b, s:o, s:o, s:b, s:s?, s:s?, s:s, s:I, s:o, s:s, s:I, s:o, s:I, s:b}",
 			 "image", image, "image_digest", img ? img->manifest_digest : "", "memory_mib",
 			 (json_int_t)(v->memory_mib ? v->memory_mib : VM_DEFAULT_MEMORY_MIB), "vcpus",
 			 (json_int_t)v->vcpus, "profile", (int)v->profile, "network", v->network, "env",
@@ -95,7 +95,8 @@ static json_t *bake_key(const char *image, const struct oci_image *img, const sm
 			 "workdir", v->workdir, "user", v->user, "trigger", trigger_name(c->trigger), "trigger_value",
 			 (json_int_t)c->trigger_value, "warmup", warm ? warm : json_null(), "warmup_tag",
 			 c->warmup_tag ? c->warmup_tag : "", "settle_ms", (json_int_t)c->settle_ms, "volumes",
-			 vols ? vols : json_null());
+			 vols ? vols : json_null(), "balloon_target_mib", (json_int_t)c->balloon_target_mib,
+			 "warmup_fn", c->warmup_fn != NULL);
 }
 
 /* 1: the snapshot at dir was baked with key and is intact. */
@@ -204,7 +205,8 @@ static int bake_run(struct bake *b, struct sm_vm *vm, const char *dir, json_t *k
 {
 	const sm_bake_config *c = b->cfg;
 	char step[64];
-	struct snapshot_extra extra = { .bake = key, .warmup_tag = c->warmup_tag };
+	struct snapshot_extra extra = { .bake = key, .warmup_tag = c->warmup_tag,
+					.balloon_target_pages = c->balloon_target_mib << 8 };
 
 	snprintf(step, sizeof(step), "wait for %s%s", trigger_name(c->trigger),
 		 c->trigger == SM_BAKE_READY ? " (agent up)" : "");
@@ -215,6 +217,15 @@ static int bake_run(struct bake *b, struct sm_vm *vm, const char *dir, json_t *k
 	for (size_t i = 0; c->warmup && c->warmup[i]; i++)
 		if (bake_warmup_one(b, vm, c->warmup[i], err) < 0)
 			return -1;
+	if (c->warmup_fn) {
+		step_begin(b, "warmup callback");
+		if (c->warmup_fn(vm, c->warmup_opaque, err) < 0) {
+			if (err && !*err)
+				sm_error_set(err, SM_E_INVALID, 0, "the warmup callback failed");
+			return sm_error_wrap(err, "warmup callback"), -1;
+		}
+		step_end(b);
+	}
 	step_begin(b, "quiesce");
 	if (agent_quiesce(&vm->target, c->settle_ms, err) < 0)
 		return -1;
@@ -239,6 +250,10 @@ static int bake_check(const sm_bake_config *c, sm_error **err)
 				    PROTO_MAX_SETTLE_MS), -1;
 	if (c->vm.detached)
 		return sm_error_set(err, SM_E_INVALID, 0, "a bake VM cannot be detached"), -1;
+	uint32_t mem = c->vm.memory_mib ? c->vm.memory_mib : VM_DEFAULT_MEMORY_MIB;
+	if (c->balloon_target_mib >= mem)
+		return sm_error_set(err, SM_E_INVALID, 0, "balloon target %u MiB is not less than the VM's %u MiB",
+				    c->balloon_target_mib, mem), -1;
 	return 0;
 }
 

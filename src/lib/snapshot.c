@@ -281,7 +281,8 @@ static int capture_fill(struct sm_vm *vm, const char *tmp, struct snap_meta *m, 
 	    snapfile_record(&m->rootfs, m->rootfs.path, true, err) < 0)
 		return -1;
 	m->created = time(NULL);
-	m->balloon_target_pages = m->balloon ? balloon_target(vm) : 0;
+	m->balloon_target_pages = !m->balloon ? 0
+				  : x && x->balloon_target_pages ? x->balloon_target_pages : balloon_target(vm);
 	/* a clone's boot record carries its snapshot's bake: a capture of it is no such bake */
 	snprintf(m->warmup_tag, sizeof(m->warmup_tag), "%s", x && x->warmup_tag ? x->warmup_tag : "");
 	json_decref(m->bake);
@@ -485,13 +486,13 @@ static int restore_resume(struct sm_vm *vm, uint32_t timeout_ms, sm_error **err)
 	}
 }
 
-static int restore_balloon(struct sm_vm *vm, const struct snap_meta *m, sm_error **err)
+static int restore_balloon(struct sm_vm *vm, sm_error **err)
 {
 	char req[64], reply[256];
 
-	if (!m->balloon || !m->balloon_target_pages)
+	if (!vm->balloon_target)
 		return 0;
-	snprintf(req, sizeof(req), "balloon %u", m->balloon_target_pages);
+	snprintf(req, sizeof(req), "balloon %u", vm->balloon_target);
 	return vm_control(vm, req, reply, sizeof(reply), err);
 }
 
@@ -532,10 +533,11 @@ static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_
 		goto out;
 	if (cfg->console_log)
 		snprintf(vm->console, sizeof(vm->console), "%s", cfg->console_log);
+	vm->balloon_target = m->balloon ? m->balloon_target_pages : 0;
 	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0 ||
 	    restore_spawn(vm, dir, assets, m, cfg, a, err) < 0 || restore_record(vm, m, cfg, err) < 0 ||
 	    restore_resume(vm, cfg->boot_timeout_ms ? cfg->boot_timeout_ms : VM_DEFAULT_BOOT_TIMEOUT_MS, err) < 0 ||
-	    restore_balloon(vm, m, err) < 0)
+	    restore_balloon(vm, err) < 0)
 		goto out;
 	vm->image_cmd = snapmeta_image_command(m);
 	vm->restored = true;
@@ -589,7 +591,9 @@ int sm_vm_reset(sm_vm *vm, sm_error **err)
 		return -1;
 	if (vm_control_timeout(vm, "reset", reply, sizeof(reply), SNAP_RESET_TIMEOUT_MS, err) < 0)
 		return vm_failed(vm, "reset", err);
-	return restore_resume(vm, VM_DEFAULT_BOOT_TIMEOUT_MS, err);
+	if (restore_resume(vm, VM_DEFAULT_BOOT_TIMEOUT_MS, err) < 0)
+		return -1;
+	return restore_balloon(vm, err);
 }
 
 /* ---- listing ---- */

@@ -120,6 +120,7 @@ int snapshot_check(const char *dir, const struct vm_asset_paths *assets, struct 
 struct snapshot_extra {
 	json_t *bake;
 	const char *warmup_tag;
+	uint32_t balloon_target_pages; /* 0: the target the VM has now */
 };
 
 /* Captures vm into dir (which must not exist): temp dir, worker snapshot, metadata last, rename. */

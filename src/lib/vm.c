@@ -447,6 +447,8 @@ static int vm_spawn(struct sm_vm *vm, struct vm_plan *p, const sm_vm_config *cfg
 	argv[n++] = "--console", argv[n++] = vm->console;
 	if (cfg->network)
 		argv[n++] = "--net";
+	/* For the balloon target a snapshot may carry (sm_bake_config). */
+	argv[n++] = "--balloon";
 	argv[n] = NULL;
 	return vm_spawn_argv(vm, argv, cfg->detached, err);
 }
@@ -505,6 +507,7 @@ static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm
 	m->memory_mib = cfg->memory_mib ? cfg->memory_mib : VM_DEFAULT_MEMORY_MIB;
 	m->vcpus = vm_vcpus(cfg);
 	m->network = cfg->network;
+	m->balloon = true;
 	snprintf(m->kernel.path, sizeof(m->kernel.path), "%s", p->assets.kernel);
 	snprintf(m->initramfs.path, sizeof(m->initramfs.path), "%s", p->assets.initramfs);
 	if (!realpath(p->rootfs, m->rootfs.path))
@@ -708,6 +711,10 @@ void sm_vm_free(sm_vm *vm)
 {
 	if (!vm)
 		return;
+	if (vm->pool_slot) {
+		pool_vm_free(vm);
+		return;
+	}
 	if (!vm->detached && vm->pid > 0 && sm_vm_running(vm))
 		sm_vm_stop(vm, 0, NULL);
 	if (vm->remove)

@@ -41,6 +41,8 @@ struct sm_vm {
 	char **volumes;             /* host paths to fsync on a clean stop */
 	unsigned nvolumes;
 	bool restored;              /* started from a snapshot: sm_vm_reset() works */
+	uint32_t balloon_target;    /* pages, from the snapshot: applied after each restore and reset */
+	struct pool_slot *pool_slot; /* a pooled VM's place in its sm_pool (pool.c), else NULL */
 };
 
 /* ---- assets (vm_assets.c) ---- */
@@ -102,6 +104,9 @@ int vm_record_meta(struct sm_vm *vm, const char *label, const char *const *comma
 int vm_check(struct sm_vm *vm, const char *during, sm_error **err);
 /* After a failed call: the worker's death, if it died, else err wrapped with during. */
 int vm_failed(struct sm_vm *vm, const char *during, sm_error **err);
+
+/* sm_vm_free() of a pooled VM (pool.c): it goes back to its pool instead. */
+void pool_vm_free(struct sm_vm *vm);
 
 /* "SIGTERM", "TERM" or "15" as a signal number; 0 when unknown. */
 int vm_signal_parse(const char *s);

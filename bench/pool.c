@@ -1,0 +1,195 @@
+/*
+ * Warm pool benchmark (sm_pool, include/supermachine.h). Figures, one
+ * JSON line each:
+ *
+ *   pool_new_8                sm_pool_new with min = max = 8 (8 restores on the pool's threads), ms
+ *   acquire_warm_p50, _p99    sm_pool_acquire + sm_pool_release of a warm VM
+ *                             (keep_state_on_release, nothing else running), us
+ *   acquire_cpu               host CPU (this process) per acquire+release, us
+ *   acquire_pool_p50, _p99    the pool's own acquire figures (sm_pool_get_stats) over the same run, us
+ *   workers_rss, _pss, _uss   the 8 warm workers (after one exec each) summed, from smaps_rollup, KiB
+ *   worker_pss_each, _uss_each  the same per worker, KiB
+ *
+ *   pool_bench IMAGE [--rounds N]   (bakes IMAGE into the snapshot bench-pool, cached)
+ *     (needs /dev/kvm and the guest kernel: SUPERMACHINE_KERNEL_DIR; uses the store at $SUPERMACHINE_HOME)
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <supermachine.h>
+
+#include "bench_util.h"
+#include "lib/vm.h" /* a pooled VM's worker pid */
+
+#define POOL_VMS 8
+
+static void figure(const char *name, double value, const char *unit)
+{
+	bench_figure("pool", name, value, unit);
+}
+
+static double process_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, size_t n, double p)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return v[(size_t)((double)(n - 1) * p)];
+}
+
+/* Rss, Pss and USS (Private_Clean + Private_Dirty) of pid, KiB, added to the sums. */
+static void mem_add(pid_t pid, double *rss, double *pss, double *uss)
+{
+	char path[64], line[256];
+	unsigned long long v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Rss: %llu kB", &v) == 1)
+			*rss += (double)v;
+		else if (sscanf(line, "Pss: %llu kB", &v) == 1)
+			*pss += (double)v;
+		else if (sscanf(line, "Private_Clean: %llu kB", &v) == 1 || sscanf(line, "Private_Dirty: %llu kB", &v) == 1)
+			*uss += (double)v;
+	}
+	if (f)
+		fclose(f);
+}
+
+static int exec_true(sm_vm *vm)
+{
+	sm_exec *x = sm_exec_new(vm);
+	sm_outcome o = { 0 };
+	sm_error *err = NULL;
+	int rc;
+
+	sm_exec_argv(x, (const char *[]){ "true", NULL });
+	rc = sm_exec_output(x, &o, &err);
+	if (rc < 0 || o.status != 0) {
+		fprintf(stderr, "pool_bench: exec: %s\n", err ? sm_error_string(err) : "non-zero status");
+		rc = -1;
+	}
+	sm_error_free(err);
+	sm_outcome_free(&o);
+	sm_exec_free(x);
+	return rc;
+}
+
+/* Every VM acquired at once (the pool is at max), one exec each, then the workers' memory. */
+static int bench_memory(sm_pool *p)
+{
+	sm_vm *v[POOL_VMS];
+	double rss = 0, pss = 0, uss = 0;
+	sm_error *err = NULL;
+	unsigned n = 0;
+	int rc = 0;
+
+	for (; n < POOL_VMS; n++) {
+		v[n] = sm_pool_acquire(p, &err);
+		if (!v[n] || exec_true(v[n]) < 0) {
+			fprintf(stderr, "pool_bench: VM %u: %s\n", n, err ? sm_error_string(err) : "exec failed");
+			rc = -1;
+			break;
+		}
+	}
+	for (unsigned i = 0; i < n; i++)
+		mem_add(v[i]->pid, &rss, &pss, &uss);
+	if (n) {
+		figure("workers_rss", rss, "KiB");
+		figure("workers_pss", pss, "KiB");
+		figure("workers_uss", uss, "KiB");
+		figure("worker_pss_each", pss / n, "KiB");
+		figure("worker_uss_each", uss / n, "KiB");
+	}
+	for (unsigned i = 0; i < n; i++)
+		sm_pool_release(v[i]);
+	if (rc < 0 && n < POOL_VMS && v[n])
+		sm_pool_release(v[n]);
+	sm_error_free(err);
+	return rc;
+}
+
+static int bench_acquire(sm_pool *p, unsigned rounds)
+{
+	double *lat = calloc(rounds, sizeof(*lat));
+	sm_error *err = NULL;
+	sm_pool_stats st;
+
+	if (!lat)
+		return -1;
+	double cpu0 = process_cpu_s();
+	for (unsigned i = 0; i < rounds; i++) {
+		double t0 = bench_now_s();
+		sm_vm *vm = sm_pool_acquire(p, &err);
+		if (!vm) {
+			fprintf(stderr, "pool_bench: acquire: %s\n", sm_error_string(err));
+			sm_error_free(err);
+			free(lat);
+			return -1;
+		}
+		sm_pool_release(vm);
+		lat[i] = bench_now_s() - t0;
+	}
+	double cpu = process_cpu_s() - cpu0;
+	figure("acquire_warm_p50", pct(lat, rounds, 0.5) * 1e6, "us");
+	figure("acquire_warm_p99", pct(lat, rounds, 0.99) * 1e6, "us");
+	figure("acquire_cpu", cpu / rounds * 1e6, "us");
+	sm_pool_get_stats(p, &st);
+	figure("acquire_pool_p50", (double)st.acquire_p50_us, "us");
+	figure("acquire_pool_p99", (double)st.acquire_p99_us, "us");
+	free(lat);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned rounds = 10000;
+	sm_pool_config cfg = { .min = POOL_VMS, .max = POOL_VMS, .keep_state_on_release = true,
+			       .acquire_timeout_ms = 600000 };
+	sm_error *err = NULL;
+	int rc = 0;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: pool_bench IMAGE [--rounds N]\n");
+		return 2;
+	}
+	for (int i = 2; i + 1 < argc; i += 2)
+		if (!strcmp(argv[i], "--rounds"))
+			rounds = (unsigned)strtoul(argv[i + 1], NULL, 10);
+	if (!rounds)
+		rounds = 1;
+	if (sm_bake(argv[1], "bench-pool", &(sm_bake_config){ .vm = { .vcpus = 1 } }, &err) < 0) {
+		fprintf(stderr, "pool_bench: bake: %s\n", sm_error_string(err));
+		sm_error_free(err);
+		return 1;
+	}
+	double t0 = bench_now_s();
+	sm_pool *p = sm_pool_new("bench-pool", &cfg, &err);
+	if (!p) {
+		fprintf(stderr, "pool_bench: %s\n", sm_error_string(err));
+		sm_error_free(err);
+		return 1;
+	}
+	figure("pool_new_8", (bench_now_s() - t0) * 1e3, "ms");
+	if (bench_memory(p) < 0 || bench_acquire(p, rounds) < 0)
+		rc = 1;
+	sm_pool_free(p);
+	return rc;
+}
