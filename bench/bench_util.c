@@ -58,3 +58,47 @@ double bench_proc_cpu_s(pid_t pid)
 		return 0;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
+
+int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+double bench_pct(double *v, size_t n, double p)
+{
+	size_t k = 0, i;
+
+	for (i = 0; i < n; i++)
+		if (v[i] >= 0)
+			v[k++] = v[i];
+	if (!k)
+		return -1;
+	qsort(v, k, sizeof(*v), bench_cmp_double);
+	i = (size_t)((double)k * p);
+	return v[i < k ? i : k - 1];
+}
+
+void bench_proc_mem(pid_t pid, struct bench_mem *m)
+{
+	char path[64], line[256];
+	unsigned long long v;
+	FILE *f;
+
+	*m = (struct bench_mem){ 0 };
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Rss: %llu kB", &v) == 1)
+			m->rss = (double)v;
+		else if (sscanf(line, "Pss: %llu kB", &v) == 1)
+			m->pss = (double)v;
+		else if (sscanf(line, "Private_Clean: %llu kB", &v) == 1 ||
+			 sscanf(line, "Private_Dirty: %llu kB", &v) == 1)
+			m->uss += (double)v;
+	}
+	fclose(f);
+}

@@ -2,6 +2,7 @@
 #ifndef SM_BENCH_UTIL_H
 #define SM_BENCH_UTIL_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /* CLOCK_MONOTONIC in seconds. */
@@ -12,5 +13,18 @@ void bench_figure(const char *bench, const char *name, double value, const char 
 double bench_proc_cpu_s(pid_t pid);
 /* Page faults (minor + major) the process has taken, or -1. */
 long long bench_proc_faults(pid_t pid);
+
+/* qsort() order for doubles. */
+int bench_cmp_double(const void *a, const void *b);
+/* The p-th percentile (0..1) of the non-negative entries of v (reordered;
+ * a negative entry is a round that failed); -1 when there are none. */
+double bench_pct(double *v, size_t n, double p);
+
+/* A process's memory in KiB from /proc/PID/smaps_rollup; USS is
+ * Private_Clean + Private_Dirty. All 0 when the process is gone. */
+struct bench_mem {
+	double rss, pss, uss;
+};
+void bench_proc_mem(pid_t pid, struct bench_mem *m);
 
 #endif

@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define MAX_RUNS 64
 #define RUN_TIMEOUT_S 600
 #define KVM_DEBUGFS "/sys/kernel/debug/kvm"
@@ -213,19 +215,13 @@ static void run_qemu(const struct opts *o, struct run *r)
 	}
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Median of field `off` (a double) over runs. */
 static double median(const struct run *runs, int n, size_t off)
 {
 	double v[MAX_RUNS];
 	for (int i = 0; i < n; i++)
 		v[i] = *(const double *)((const char *)&runs[i] + off);
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	qsort(v, (size_t)n, sizeof(double), bench_cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
@@ -238,7 +234,7 @@ static double median_ll(const struct run *runs, int n, size_t off)
 			return -1;
 		v[i] = (double)x;
 	}
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	qsort(v, (size_t)n, sizeof(double), bench_cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 

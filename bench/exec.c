@@ -75,13 +75,6 @@ static double exec_true(sm_vm *vm)
 	return dt;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static int bench_rtt(sm_vm *vm, unsigned rounds)
 {
 	double *t = calloc(rounds, sizeof(*t));
@@ -99,7 +92,7 @@ static int bench_rtt(sm_vm *vm, unsigned rounds)
 			return -1;
 		}
 	t1 = bench_now_s(), e1 = vm_exits(vm), c1 = self_cpu_s(), w1 = bench_proc_cpu_s(vm->pid);
-	qsort(t, rounds, sizeof(*t), cmp_double);
+	qsort(t, rounds, sizeof(*t), bench_cmp_double);
 	figure("exec_rtt_p50", t[rounds / 2] * 1e6, "us");
 	figure("exec_rtt_p99", t[(size_t)((double)rounds * 0.99)] * 1e6, "us");
 	figure("host_cpu_per_exec", ((c1 - c0) + (w1 - w0)) * 1e6 / rounds, "us");

@@ -39,40 +39,6 @@ static double process_cpu_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, size_t n, double p)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return v[(size_t)((double)(n - 1) * p)];
-}
-
-/* Rss, Pss and USS (Private_Clean + Private_Dirty) of pid, KiB, added to the sums. */
-static void mem_add(pid_t pid, double *rss, double *pss, double *uss)
-{
-	char path[64], line[256];
-	unsigned long long v;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-	f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "Rss: %llu kB", &v) == 1)
-			*rss += (double)v;
-		else if (sscanf(line, "Pss: %llu kB", &v) == 1)
-			*pss += (double)v;
-		else if (sscanf(line, "Private_Clean: %llu kB", &v) == 1 || sscanf(line, "Private_Dirty: %llu kB", &v) == 1)
-			*uss += (double)v;
-	}
-	if (f)
-		fclose(f);
-}
-
 static int exec_true(sm_vm *vm)
 {
 	sm_exec *x = sm_exec_new(vm);
@@ -97,6 +63,7 @@ static int bench_memory(sm_pool *p)
 {
 	sm_vm *v[POOL_VMS];
 	double rss = 0, pss = 0, uss = 0;
+	struct bench_mem m;
 	sm_error *err = NULL;
 	unsigned n = 0;
 	int rc = 0;
@@ -109,8 +76,10 @@ static int bench_memory(sm_pool *p)
 			break;
 		}
 	}
-	for (unsigned i = 0; i < n; i++)
-		mem_add(v[i]->pid, &rss, &pss, &uss);
+	for (unsigned i = 0; i < n; i++) {
+		bench_proc_mem(v[i]->pid, &m);
+		rss += m.rss, pss += m.pss, uss += m.uss;
+	}
 	if (n) {
 		figure("workers_rss", rss, "KiB");
 		figure("workers_pss", pss, "KiB");
@@ -148,8 +117,8 @@ static int bench_acquire(sm_pool *p, unsigned rounds)
 		lat[i] = bench_now_s() - t0;
 	}
 	double cpu = process_cpu_s() - cpu0;
-	figure("acquire_warm_p50", pct(lat, rounds, 0.5) * 1e6, "us");
-	figure("acquire_warm_p99", pct(lat, rounds, 0.99) * 1e6, "us");
+	figure("acquire_warm_p50", bench_pct(lat, rounds, 0.5) * 1e6, "us");
+	figure("acquire_warm_p99", bench_pct(lat, rounds, 0.99) * 1e6, "us");
 	figure("acquire_cpu", cpu / rounds * 1e6, "us");
 	sm_pool_get_stats(p, &st);
 	figure("acquire_pool_p50", (double)st.acquire_p50_us, "us");

@@ -56,41 +56,6 @@ static double thread_cpu_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Pss and USS (Private_Clean + Private_Dirty) of pid in KiB, from smaps_rollup. */
-static void mem_kib(pid_t pid, double *pss, double *uss)
-{
-	char path[64], line[256];
-	unsigned long long v;
-	FILE *f;
-
-	*pss = *uss = 0;
-	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-	f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "Pss: %llu kB", &v) == 1)
-			*pss = (double)v;
-		else if (sscanf(line, "Private_Clean: %llu kB", &v) == 1 || sscanf(line, "Private_Dirty: %llu kB", &v) == 1)
-			*uss += (double)v;
-	}
-	if (f)
-		fclose(f);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double pct(double *t, unsigned n, double p)
-{
-	size_t i = (size_t)((double)n * p);
-
-	qsort(t, n, sizeof(*t), cmp_double);
-	return t[i < n ? i : n - 1];
-}
-
 static int exec_true(sm_vm *vm)
 {
 	sm_exec *x = sm_exec_new(vm);
@@ -184,13 +149,13 @@ static int bench_sequential(const char *snap, unsigned rounds)
 		exits[i] = r.exits, faults[i] = r.faults;
 	}
 	/* The guest's part in counts, which do not depend on how fast the CPU is. */
-	figure("restore_exec_exits_p50", pct(exits, rounds, 0.5), "exits");
-	figure("restore_exec_worker_faults_p50", pct(faults, rounds, 0.5), "faults");
+	figure("restore_exec_exits_p50", bench_pct(exits, rounds, 0.5), "exits");
+	figure("restore_exec_worker_faults_p50", bench_pct(faults, rounds, 0.5), "faults");
 	free(exits), free(faults);
-	double p50 = pct(tot, rounds, 0.5);
+	double p50 = bench_pct(tot, rounds, 0.5);
 	figure("restore_exec_p50", p50 * 1e3, "ms");
-	figure("restore_exec_p99", pct(tot, rounds, 0.99) * 1e3, "ms");
-	figure("restore_call_p50", pct(call, rounds, 0.5) * 1e3, "ms");
+	figure("restore_exec_p99", bench_pct(tot, rounds, 0.99) * 1e3, "ms");
+	figure("restore_call_p50", bench_pct(call, rounds, 0.5) * 1e3, "ms");
 	figure("restore_host_cpu", cpu / rounds * 1e3, "ms");
 	figure("restore_guest_part", (p50 - cpu / rounds) * 1e3, "ms");
 	free(tot), free(call);
@@ -240,8 +205,8 @@ static int bench_parallel(const char *snap, unsigned rounds)
 		if (all[i] >= 0)
 			all[n++] = all[i];
 	if (n) {
-		figure("restore_exec_8way_p50", pct(all, n, 0.5) * 1e3, "ms");
-		figure("restore_exec_8way_p99", pct(all, n, 0.99) * 1e3, "ms");
+		figure("restore_exec_8way_p50", bench_pct(all, n, 0.5) * 1e3, "ms");
+		figure("restore_exec_8way_p99", bench_pct(all, n, 0.99) * 1e3, "ms");
 	}
 	figure("restore_8way_failed", rc, "count");
 	free(all);
@@ -282,7 +247,8 @@ static int bench_first_byte(const char *image)
 static int bench_memory(const char *snap, unsigned clones)
 {
 	sm_vm **v = calloc(clones, sizeof(*v));
-	double pss, uss, tp = 0, tu = 0;
+	double tp = 0, tu = 0;
+	struct bench_mem m;
 	sm_error *err = NULL;
 	unsigned n = 0;
 
@@ -293,13 +259,13 @@ static int bench_memory(const char *snap, unsigned clones)
 	}
 	sleep(1);
 	if (n) {
-		mem_kib(v[0]->pid, &pss, &uss);
-		figure("idle_clone_pss", pss, "KiB");
-		figure("idle_clone_uss", uss, "KiB");
+		bench_proc_mem(v[0]->pid, &m);
+		figure("idle_clone_pss", m.pss, "KiB");
+		figure("idle_clone_uss", m.uss, "KiB");
 	}
 	for (unsigned i = 0; i < n; i++) {
-		mem_kib(v[i]->pid, &pss, &uss);
-		tp += pss, tu += uss;
+		bench_proc_mem(v[i]->pid, &m);
+		tp += m.pss, tu += m.uss;
 	}
 	if (n) {
 		figure("clones_pss_each", tp / n, "KiB");

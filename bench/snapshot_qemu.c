@@ -56,6 +56,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "../tests/vm/worker_proc.h"
 
 #define MAX_RUNS 64
@@ -669,20 +670,13 @@ static void qemu_restore(const struct opts *o, struct vmmfig *f, int i, long n_c
 
 /* ---- figures ------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static double median(const struct vmmfig *f, int n, bool cpu)
 {
 	double v[MAX_RUNS];
 
 	for (int i = 0; i < n; i++)
 		v[i] = cpu ? f->r[i].cpu_ms : f->r[i].line_ms;
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	qsort(v, (size_t)n, sizeof(double), bench_cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 

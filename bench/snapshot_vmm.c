@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "../tests/vm/worker_proc.h"
 
 #define MAX_CLONES 64
@@ -92,13 +93,6 @@ static long guest_private_kib(pid_t pid, const char *memfile)
 	}
 	fclose(f);
 	return kib;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 static bool wait_startup(struct wproc *w, char *reply, size_t len)
@@ -184,8 +178,8 @@ int main(int argc, char **argv)
 	}
 	char ctx[64];
 	snprintf(ctx, sizeof(ctx), "\"clones\":%d", n);
-	qsort(cpu, (size_t)n, sizeof(double), cmp_double);
-	qsort(wall, (size_t)n, sizeof(double), cmp_double);
+	qsort(cpu, (size_t)n, sizeof(double), bench_cmp_double);
+	qsort(wall, (size_t)n, sizeof(double), bench_cmp_double);
 	figure("restore_cpu_ms_p50", cpu[n / 2], "ms", ctx);
 	figure("restore_cpu_ms_max", cpu[n - 1], "ms", ctx);
 	figure("restore_wall_ms_p50", wall[n / 2], "ms", ctx);

@@ -192,28 +192,6 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The p-th percentile of the n non-negative entries of t (reordered). */
-static double pct(double *t, unsigned n, double p)
-{
-	unsigned k = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		if (t[i] >= 0)
-			t[k++] = t[i];
-	if (!k)
-		return -1;
-	qsort(t, k, sizeof(*t), cmp_double);
-	size_t i = (size_t)((double)k * p);
-	return t[i < k ? i : k - 1];
-}
-
 static void figure(const char *name, const char *mode, unsigned workers, double value, const char *unit)
 {
 	char full[128];
@@ -271,8 +249,8 @@ static int bench_mode(const char *snap, unsigned cycles, unsigned workers, bool 
 	unsigned failed = atomic_load(&l.failed), ok = cycles - failed;
 
 	figure("cycles_per_s", mode, workers, ok / wall, "cycles/s");
-	figure("cycle_p50", mode, workers, pct(l.lat, cycles, 0.5) * 1e3, "ms");
-	figure("cycle_p99", mode, workers, pct(l.lat, cycles, 0.99) * 1e3, "ms");
+	figure("cycle_p50", mode, workers, bench_pct(l.lat, cycles, 0.5) * 1e3, "ms");
+	figure("cycle_p99", mode, workers, bench_pct(l.lat, cycles, 0.99) * 1e3, "ms");
 	figure("acquire_p50", mode, workers, (double)st.acquire_p50_us, "us");
 	figure("acquire_p99", mode, workers, (double)st.acquire_p99_us, "us");
 	figure("host_cpu_per_cycle", mode, workers, (lib + child - guest) / cycles * 1e3, "ms");

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "../tests/vm/worker_proc.h"
 
 #define BOOT_WAIT 600000
@@ -154,13 +155,6 @@ static int bench_throughput(struct wproc *w, unsigned mib)
 	return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 static int bench_rtt(struct wproc *w, unsigned rounds)
 {
 	double *rtt = calloc(rounds, sizeof(*rtt)), c0, c1;
@@ -185,7 +179,7 @@ static int bench_rtt(struct wproc *w, unsigned rounds)
 	c1 = worker_cpu_s(w);
 	e1 = worker_exits(w);
 	close(fd);
-	qsort(rtt, rounds, sizeof(*rtt), cmp_double);
+	qsort(rtt, rounds, sizeof(*rtt), bench_cmp_double);
 	snprintf(extra, sizeof(extra), "\"rounds\":%u", rounds);
 	figure("rtt_p50", rtt[rounds / 2], "us", extra);
 	figure("rtt_p99", rtt[rounds * 99 / 100], "us", extra);
