@@ -39,29 +39,13 @@
 
 static char shared[256];
 static char IMAGE[4200];
-static char home_env[512], runtime_env[512];
 
 static void setup(void)
 {
-	char rt[300], *err = NULL;
-	struct stat st;
-
 	if (!getenv("SUPERMACHINE_KERNEL_DIR"))
 		cr_skip_test("no guest kernel: set SUPERMACHINE_KERNEL_DIR (kernel/build --print-dir)");
-	signal(SIGPIPE, SIG_IGN);
-	snprintf(shared, sizeof(shared), "/tmp/sm-pooltest-%d", (int)getppid());
-	snprintf(home_env, sizeof(home_env), "SUPERMACHINE_HOME=%s/store", shared);
-	snprintf(rt, sizeof(rt), "%s/run", shared);
-	snprintf(runtime_env, sizeof(runtime_env), "XDG_RUNTIME_DIR=%s", rt);
-	putenv(home_env);
-	putenv(runtime_env);
 	snprintf(IMAGE, sizeof(IMAGE), "oci:%s/layout:base", fx_images());
-	if (stat(shared, &st) != 0) {
-		cr_assert(mkdir(shared, 0700) == 0 && mkdir(rt, 0700) == 0);
-		int rc = fx_sh(NULL, &err, "'%s' pull -q '%s'", fx_cli(), IMAGE);
-		cr_assert(rc == 0, "pull failed: %s", err);
-		free(err);
-	}
+	fx_shared_store("pooltest", IMAGE, shared, sizeof(shared));
 	sm_error *e = NULL;
 	int rc = sm_bake(IMAGE, SNAP, &(sm_bake_config){ .vm = { .vcpus = 1 } }, &e);
 	cr_assert(rc >= 0, "bake: %s", e ? sm_error_string(e) : "?");
@@ -71,11 +55,8 @@ TestSuite(pool, .init = setup, .timeout = 900);
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
-	char dir[256];
-
 	(void)stats;
-	snprintf(dir, sizeof(dir), "/tmp/sm-pooltest-%d", (int)getpid());
-	fx_rmrf(dir);
+	fx_shared_store_remove("pooltest");
 }
 
 static const char *es(sm_error *e)

@@ -47,7 +47,6 @@
 
 static char shared[256];   /* store and runtime base shared by this binary's tests */
 static char IMAGE[4200];
-static char home_env[512], runtime_env[512];
 
 static void need_kernel(void)
 {
@@ -57,35 +56,17 @@ static void need_kernel(void)
 
 static void setup(void)
 {
-	char rt[300], *err = NULL;
-	struct stat st;
-
 	need_kernel();
-	signal(SIGPIPE, SIG_IGN);
-	snprintf(shared, sizeof(shared), "/tmp/sm-snaptest-%d", (int)getppid());
-	snprintf(home_env, sizeof(home_env), "SUPERMACHINE_HOME=%s/store", shared);
-	snprintf(rt, sizeof(rt), "%s/run", shared);
-	snprintf(runtime_env, sizeof(runtime_env), "XDG_RUNTIME_DIR=%s", rt);
-	putenv(home_env);
-	putenv(runtime_env);
 	snprintf(IMAGE, sizeof(IMAGE), "oci:%s/layout:base", fx_images());
-	if (stat(shared, &st) == 0)
-		return;
-	cr_assert(mkdir(shared, 0700) == 0 && mkdir(rt, 0700) == 0);
-	int rc = fx_sh(NULL, &err, "'%s' pull -q '%s'", fx_cli(), IMAGE);
-	cr_assert(rc == 0, "pull failed: %s", err);
-	free(err);
+	fx_shared_store("snaptest", IMAGE, shared, sizeof(shared));
 }
 
 TestSuite(snapshot, .init = setup, .timeout = 1500);
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
-	char dir[256];
-
 	(void)stats;
-	snprintf(dir, sizeof(dir), "/tmp/sm-snaptest-%d", (int)getpid());
-	fx_rmrf(dir);
+	fx_shared_store_remove("snaptest");
 }
 
 static const char *es(sm_error *e)

@@ -41,7 +41,6 @@
 
 static char shared[256]; /* store and runtime base shared by this binary's tests */
 static char IMAGE[4300];
-static char home_env[512], runtime_env[512];
 
 static const char *s(const char *p)
 {
@@ -82,38 +81,20 @@ static const char *fixture_dir(void)
 
 static void setup(void)
 {
-	char rt[300], *err = NULL;
-	struct stat st;
-
 	if (!getenv("SUPERMACHINE_KERNEL_DIR"))
 		cr_skip_test("no guest kernel: set SUPERMACHINE_KERNEL_DIR (kernel/build --print-dir)");
-	signal(SIGPIPE, SIG_IGN);
 	snprintf(IMAGE, sizeof(IMAGE), "oci:%s/layout:verifier", fixture_dir());
-	snprintf(shared, sizeof(shared), "/tmp/sm-verifiertest-%d", (int)getppid());
-	snprintf(home_env, sizeof(home_env), "SUPERMACHINE_HOME=%s/store", shared);
-	snprintf(rt, sizeof(rt), "%s/run", shared);
-	snprintf(runtime_env, sizeof(runtime_env), "XDG_RUNTIME_DIR=%s", rt);
-	putenv(home_env);
-	putenv(runtime_env);
-	if (stat(shared, &st) == 0)
-		return;
-	cr_assert(mkdir(shared, 0700) == 0 && mkdir(rt, 0700) == 0);
 	double t0 = now_s();
-	int rc = fx_sh(NULL, &err, "'%s' pull -q '%s'", fx_cli(), IMAGE);
-	cr_assert(rc == 0, "pull %s failed: %s", IMAGE, err);
-	fprintf(stderr, "verifier: pull %.1f s\n", now_s() - t0);
-	free(err);
+	if (fx_shared_store("verifiertest", IMAGE, shared, sizeof(shared)))
+		fprintf(stderr, "verifier: pull %.1f s\n", now_s() - t0);
 }
 
 TestSuite(verifier, .init = setup, .timeout = 1500);
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
-	char dir[256];
-
 	(void)stats;
-	snprintf(dir, sizeof(dir), "/tmp/sm-verifiertest-%d", (int)getpid());
-	fx_rmrf(dir);
+	fx_shared_store_remove("verifiertest");
 }
 
 static void progress(const char *step, bool done, uint64_t us, void *opaque)
