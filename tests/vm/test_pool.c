@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -498,6 +499,50 @@ Test(pool, stats_are_consistent)
 		  (unsigned long long)st.acquire_p99_us, (unsigned long long)st.acquire_max_us);
 	sm_pool_release(a);
 	sm_pool_free(p);
+}
+
+/*
+ * The process that owns a pool is killed: its workers notice (they die
+ * with the pool thread that spawned them) and none is left behind.
+ */
+Test(pool, workers_exit_when_the_owner_is_killed)
+{
+	int fds[2];
+	pid_t w[2] = { 0, 0 };
+
+	cr_assert(pipe(fds) == 0);
+	pid_t owner = fork();
+	cr_assert(owner >= 0);
+	if (owner == 0) {
+		sm_error *err = NULL;
+		sm_pool *p = sm_pool_new(SNAP, &(sm_pool_config){ .min = 2, .max = 2 }, &err);
+		sm_vm *a = p ? sm_pool_acquire(p, &err) : NULL, *b = a ? sm_pool_acquire(p, &err) : NULL;
+
+		if (!b) {
+			fprintf(stderr, "pool owner: %s\n", es(err));
+			_exit(1);
+		}
+		pid_t pids[2] = { a->pid, b->pid };
+		if (write(fds[1], pids, sizeof(pids)) != (ssize_t)sizeof(pids))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(fds[1]);
+	ssize_t n = read(fds[0], w, sizeof(w));
+	close(fds[0]);
+	if (n != (ssize_t)sizeof(w)) {
+		kill(owner, SIGKILL);
+		waitpid(owner, NULL, 0);
+		cr_assert_fail("the pool's owner did not get two VMs (see its error above)");
+	}
+	cr_assert(!pid_gone(w[0]) && !pid_gone(w[1]), "workers %d, %d not running", (int)w[0], (int)w[1]);
+	cr_assert(kill(owner, SIGKILL) == 0);
+	cr_assert(waitpid(owner, NULL, 0) == owner);
+	double t0 = now_s();
+	wait_gone(w[0]);
+	wait_gone(w[1]);
+	fprintf(stderr, "pool: both workers gone %.2f s after their owner was killed\n", now_s() - t0);
 }
 
 static char logged[2048];
