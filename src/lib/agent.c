@@ -127,6 +127,14 @@ int exec_connect_vsock(const char *uds, uint32_t port, int timeout_ms, sm_error 
 			     "nothing listens on guest vsock port %u (via %s): is the agent up?", port, uds);
 		goto fail;
 	}
+	if (rc == -ECONNRESET) {
+		/* Closed with our CONNECT unread: the worker's process is going away (its
+		 * socket outlives the main thread while the vCPU threads tear down). */
+		sm_error_set(err, SM_E_VM_DIED, ECONNRESET,
+			     "the worker dropped the connection to guest vsock port %u on %s unanswered: its VM is gone",
+			     port, uds);
+		goto fail;
+	}
 	if (rc < 0) {
 		sm_error_set(err, rc == -ETIMEDOUT ? SM_E_TIMEOUT : SM_E_PROTOCOL, -rc,
 			     "vsock handshake for port %u on %s", port, uds);

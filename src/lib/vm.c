@@ -154,6 +154,12 @@ int vm_failed(struct sm_vm *vm, const char *during, sm_error **err)
 {
 	if (!sm_vm_running(vm))
 		return vm_died(vm, during, err);
+	/* Its main thread gone and the vCPU threads still tearing down: the
+	 * pidfd is not readable yet, but the VM is no more. */
+	if (!vm_pid_is_worker(vm->pid)) {
+		sm_error_set(err, SM_E_VM_DIED, 0, "VM %s %s: its worker is exiting", vm->id, during);
+		return -1;
+	}
 	sm_error_wrap(err, "VM %s: %s", vm->id, during);
 	return -1;
 }

@@ -324,10 +324,13 @@ struct hybrid {
 	char path[108];
 	int lfd;
 	const char *agent_sock;
-	const char *answer; /* NULL: proxy to the agent after "OK 1234\n" */
+	const char *answer; /* NULL: proxy to the agent after "OK 1234\n"; HYBRID_DROP: close unread */
 	char got[64];
 	pthread_t t;
 };
+
+/* The worker's end closed with the CONNECT line unread, as when its process is dying. */
+static const char HYBRID_DROP[] = "drop";
 
 static void splice_both(int a, int b)
 {
@@ -356,6 +359,13 @@ static void *hybrid_serve(void *arg)
 
 	if (fd < 0)
 		return NULL;
+	if (h->answer == HYBRID_DROP) {
+		/* Wait for the line to arrive, then close without reading it: an RST. */
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		poll(&p, 1, 5000);
+		close(fd);
+		return NULL;
+	}
 	while (n < sizeof(h->got) - 1 && read(fd, h->got + n, 1) == 1 && h->got[n++] != '\n')
 		;
 	if (h->answer) {
@@ -435,6 +445,11 @@ static void handshake_fails(const char *answer, sm_code want, const char *needle
 Test(hostile, vsock_no_listener)
 {
 	handshake_fails("", SM_E_IO, "nothing listens on guest vsock port 1028");
+}
+
+Test(hostile, vsock_dropped_unanswered_is_a_dead_vm)
+{
+	handshake_fails(HYBRID_DROP, SM_E_VM_DIED, "unanswered: its VM is gone");
 }
 
 Test(hostile, vsock_garbage_answer)
