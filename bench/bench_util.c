@@ -6,12 +6,17 @@
 #include <time.h>
 #include <unistd.h>
 
-double bench_now_s(void)
+double bench_clock_s(clockid_t clock)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double bench_now_s(void)
+{
+	return bench_clock_s(CLOCK_MONOTONIC);
 }
 
 void bench_figure(const char *bench, const char *name, double value, const char *unit)

@@ -3,10 +3,13 @@
 #define SM_BENCH_UTIL_H
 
 #include <stddef.h>
+#include <time.h>
 #include <sys/types.h>
 
 /* CLOCK_MONOTONIC in seconds. */
 double bench_now_s(void);
+/* Any clock in seconds: CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID, ... */
+double bench_clock_s(clockid_t clock);
 /* {"bench":BENCH,"figure":NAME,"value":V,"unit":UNIT,"kvm":"host"|"nested"} on stdout. */
 void bench_figure(const char *bench, const char *name, double value, const char *unit);
 /* CPU (user + system) in seconds of a process, from /proc/PID/stat; 0 when unknown. */

@@ -31,14 +31,6 @@ static void figure(const char *name, double value, const char *unit)
 	bench_figure("pool", name, value, unit);
 }
 
-static double process_cpu_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int exec_true(sm_vm *vm)
 {
 	sm_exec *x = sm_exec_new(vm);
@@ -103,7 +95,7 @@ static int bench_acquire(sm_pool *p, unsigned rounds)
 
 	if (!lat)
 		return -1;
-	double cpu0 = process_cpu_s();
+	double cpu0 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
 	for (unsigned i = 0; i < rounds; i++) {
 		double t0 = bench_now_s();
 		sm_vm *vm = sm_pool_acquire(p, &err);
@@ -116,7 +108,7 @@ static int bench_acquire(sm_pool *p, unsigned rounds)
 		sm_pool_release(vm);
 		lat[i] = bench_now_s() - t0;
 	}
-	double cpu = process_cpu_s() - cpu0;
+	double cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
 	figure("acquire_warm_p50", bench_pct(lat, rounds, 0.5) * 1e6, "us");
 	figure("acquire_warm_p99", bench_pct(lat, rounds, 0.99) * 1e6, "us");
 	figure("acquire_cpu", cpu / rounds * 1e6, "us");

@@ -48,14 +48,6 @@ static void figure(const char *name, double value, const char *unit)
 	bench_figure("restore", name, value, unit);
 }
 
-static double thread_cpu_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int exec_true(sm_vm *vm)
 {
 	sm_exec *x = sm_exec_new(vm);
@@ -116,7 +108,7 @@ static double worker_restore_cpu_s(const sm_vm *vm)
 static int restore_once(const char *snap, struct one *r)
 {
 	sm_error *err = NULL;
-	double c0 = thread_cpu_s(), t0 = bench_now_s();
+	double c0 = bench_clock_s(CLOCK_THREAD_CPUTIME_ID), t0 = bench_now_s();
 	sm_vm *vm = sm_vm_restore(snap, NULL, &err);
 
 	if (!vm) {
@@ -127,7 +119,7 @@ static int restore_once(const char *snap, struct one *r)
 	r->call = bench_now_s() - t0;
 	double w = worker_restore_cpu_s(vm);
 	/* host-side restore work: this thread's CPU in sm_vm_restore + the worker's up to its first KVM_RUN */
-	r->host_cpu = thread_cpu_s() - c0 + (w >= 0 ? w : bench_proc_cpu_s(vm->pid));
+	r->host_cpu = bench_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0 + (w >= 0 ? w : bench_proc_cpu_s(vm->pid));
 	int rc = exec_true(vm);
 	r->total = bench_now_s() - t0;
 	r->exits = worker_exits(vm);
