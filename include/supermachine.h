@@ -253,7 +253,12 @@ typedef struct sm_vm_config {
 	 */
 	const char *const *workload;
 	bool image_workload;       /* no workload given: the image's Entrypoint+Cmd is the workload */
-	bool power_off_on_exit;    /* the VM ends when the workload exits */
+	/*
+	 * The VM ends when the workload exits. A workload that ends before
+	 * the VM is up (`true`) does not fail sm_vm_start(): it returns the
+	 * VM, which is then no longer running (sm_vm_running() is false).
+	 */
+	bool power_off_on_exit;
 	const char *workdir;       /* NULL = the image's WorkingDir */
 	const char *user;          /* NULL = the image's User */
 	const char *hostname;      /* NULL = the VM's ID */

@@ -293,7 +293,11 @@ static int run_detached(struct run_opts *o, sm_vm_config *cfg)
 		cli_error("run", err);
 		return 125;
 	}
-	if ((o->nports || o->rm) && run_watcher_detach(sm_vm_id(vm), o) < 0) {
+	if (!sm_vm_running(vm)) {
+		/* The workload ended, and the VM with it, before the start returned. */
+		if (o->rm)
+			sm_vm_stop(vm, 0, NULL);
+	} else if ((o->nports || o->rm) && run_watcher_detach(sm_vm_id(vm), o) < 0) {
 		fprintf(stderr, "supermachine: run: cannot start the process that watches the VM\n");
 		sm_vm_stop(vm, 0, NULL);
 		sm_vm_free(vm);

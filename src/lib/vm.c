@@ -537,8 +537,40 @@ static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm
 	return rc;
 }
 
-/* Pings the agent until it answers, the worker dies, or the timeout. */
-static int vm_wait_agent(struct sm_vm *vm, uint32_t timeout_ms, sm_error **err)
+/*
+ * Whether the guest's init logged that the workload ended (in the last
+ * 8 KiB of the console). Only ever used to tell a VM that powered off
+ * after its workload from one that died: a guest that prints the line
+ * itself gains nothing but a start that reports an ended VM.
+ */
+static bool vm_console_says_workload_ended(const struct sm_vm *vm)
+{
+	char buf[8193];
+	ssize_t n = 0;
+	int fd = open(vm->console, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end > 0)
+		n = pread(fd, buf, sizeof(buf) - 1, end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	for (ssize_t i = 0; i < n; i++)
+		if (!buf[i])
+			buf[i] = ' '; /* console bytes may hold NULs */
+	return strstr(buf, "]: workload exited with status ") || strstr(buf, "]: workload ended by signal ");
+}
+
+/*
+ * Pings the agent until it answers, the worker dies, or the timeout. A
+ * short workload (`run -d IMAGE true`) can end, and init power the VM
+ * off, before the first ping is answered: with power_off_on_exit that is
+ * a VM that did its job, not one that failed to boot.
+ */
+static int vm_wait_agent(struct sm_vm *vm, uint32_t timeout_ms, bool power_off_on_exit, sm_error **err)
 {
 	uint64_t deadline = agent_now_ns() + (uint64_t)timeout_ms * 1000000u;
 	useconds_t pause = 5000;
@@ -550,6 +582,8 @@ static int vm_wait_agent(struct sm_vm *vm, uint32_t timeout_ms, sm_error **err)
 			return 0;
 		if (!sm_vm_running(vm)) {
 			sm_error_free(e);
+			if (power_off_on_exit && vm->owned && vm->exit_status == 0 && vm_console_says_workload_ended(vm))
+				return 0;
 			return vm_died(vm, "while booting", err);
 		}
 		if (agent_now_ns() >= deadline) {
@@ -619,7 +653,8 @@ struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err
 	    vm_plan_initrd(p, vm, cfg, err) < 0 || vm_spawn(vm, p, cfg, err) < 0 ||
 	    vm_record_meta(vm, cfg->label ? cfg->label : p->image_label, vm_workload(vm, cfg), cfg->detached, err) < 0 ||
 	    vm_record_boot(vm, p, cfg, err) < 0 ||
-	    vm_wait_agent(vm, cfg->boot_timeout_ms ? cfg->boot_timeout_ms : VM_DEFAULT_BOOT_TIMEOUT_MS, err) < 0)
+	    vm_wait_agent(vm, cfg->boot_timeout_ms ? cfg->boot_timeout_ms : VM_DEFAULT_BOOT_TIMEOUT_MS,
+			  cfg->power_off_on_exit, err) < 0)
 		goto fail;
 	vm_plan_free(p);
 	free(p);
