@@ -103,25 +103,34 @@ static bool vm_wait_exit(struct sm_vm *vm, int ms)
 	}
 }
 
+/* The last cap-1 bytes of a file into buf, NUL-terminated; their count, or <= 0. */
+static ssize_t vm_file_tail(const char *path, char *buf, size_t cap)
+{
+	ssize_t n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end > 0)
+		n = pread(fd, buf, cap - 1, end > (off_t)cap - 1 ? end - (off_t)cap + 1 : 0);
+	close(fd);
+	if (n > 0)
+		buf[n] = 0;
+	return n;
+}
+
 /* The last non-empty line of the worker's log, which says why it failed. */
 static void vm_worker_last_line(const struct sm_vm *vm, char *out, size_t len)
 {
 	char path[VM_PATH_MAX + 16], buf[1024];
-	ssize_t n = 0;
-	int fd;
+	ssize_t n;
 
 	out[0] = 0;
 	snprintf(path, sizeof(path), "%s/worker.log", vm->dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	off_t end = lseek(fd, 0, SEEK_END);
-	if (end >= 0)
-		n = pread(fd, buf, sizeof(buf) - 1, end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0);
-	close(fd);
+	n = vm_file_tail(path, buf, sizeof(buf));
 	if (n <= 0)
 		return;
-	buf[n] = 0;
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = 0;
 	const char *line = strrchr(buf, '\n'), *src = line ? line + 1 : buf;
@@ -546,18 +555,10 @@ static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm
 static bool vm_console_says_workload_ended(const struct sm_vm *vm)
 {
 	char buf[8193];
-	ssize_t n = 0;
-	int fd = open(vm->console, O_RDONLY | O_CLOEXEC);
+	ssize_t n = vm_file_tail(vm->console, buf, sizeof(buf));
 
-	if (fd < 0)
-		return false;
-	off_t end = lseek(fd, 0, SEEK_END);
-	if (end > 0)
-		n = pread(fd, buf, sizeof(buf) - 1, end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0);
-	close(fd);
 	if (n <= 0)
 		return false;
-	buf[n] = 0;
 	for (ssize_t i = 0; i < n; i++)
 		if (!buf[i])
 			buf[i] = ' '; /* console bytes may hold NULs */
