@@ -84,6 +84,7 @@ static const struct sandbox_ioctl allowed_ioctls[] = {
 	{ KVM_IRQ_LINE, false },
 	{ KVM_GET_REGS, false },  /* where a vCPU was when the guest reset */
 	{ KVM_GET_SREGS, false },
+	{ KVM_TRANSLATE, false }, /* the instruction bytes behind a KVM internal error */
 	{ TCGETS, false }, /* isatty() and restoring the terminal */
 	{ TCSETS, false },
 	{ TCSETSW, false },

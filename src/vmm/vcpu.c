@@ -6,6 +6,8 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "base/kvm_host.h"
+
 #define VCPU_KICK_SIGNAL SIGUSR1
 
 static void vcpu_kick_handler(int sig)
@@ -164,6 +166,47 @@ static int vcpu_exit_system_event(struct vcpu *v)
 	}
 }
 
+/* Up to 15 bytes of the instruction at the vCPU's RIP; 0 when they cannot be read. */
+static size_t vcpu_insn_bytes(struct vcpu *v, uint64_t *rip, uint8_t out[15])
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_translation tr = { 0 };
+	const uint8_t *p;
+	size_t n = 15;
+
+	*rip = 0;
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+		return 0;
+	*rip = regs.rip;
+	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+		return 0;
+	tr.linear_address = sregs.cs.base + regs.rip;
+	if (ioctl(v->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
+		return 0;
+	/* not across a page: the next one may map elsewhere */
+	if ((tr.physical_address & 4095) + n > 4096)
+		n = 4096 - (tr.physical_address & 4095);
+	p = guest_mem_ptr(&v->vm->mem, tr.physical_address, n);
+	if (!p)
+		return 0;
+	memcpy(out, p, n);
+	return n;
+}
+
+/* What an internal error means, said once with the instruction it stopped at. */
+static int vcpu_exit_internal(struct vcpu *v)
+{
+	char msg[512];
+	uint8_t insn[15];
+	uint64_t rip;
+	size_t n = vcpu_insn_bytes(v, &rip, insn);
+
+	kvm_internal_error_text(msg, sizeof(msg), v->index, v->run->internal.suberror, rip, insn, n);
+	vm_request_exit(v->vm, VM_EXIT_ERROR, "%s", msg);
+	return -EIO;
+}
+
 /* 0: keep running; > 0: the VM is ending; < 0: failed (already requested exit). */
 static int vcpu_exit(struct vcpu *v)
 {
@@ -187,9 +230,7 @@ static int vcpu_exit(struct vcpu *v)
 				(unsigned long long)r->fail_entry.hardware_entry_failure_reason);
 		return -EIO;
 	case KVM_EXIT_INTERNAL_ERROR:
-		vm_request_exit(v->vm, VM_EXIT_ERROR, "vCPU %u: KVM internal error (suberror %u)",
-				v->index, r->internal.suberror);
-		return -EIO;
+		return vcpu_exit_internal(v);
 	default:
 		stat_inc(&v->vm->stats.other);
 		vm_request_exit(v->vm, VM_EXIT_ERROR, "vCPU %u: unexpected KVM exit reason %u",

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/kvm_host.h"
 #include "vmm/arch.h"
 #include "vmm/vcpu.h"
 
@@ -87,26 +88,16 @@ static void marker_read(void *opaque, uint64_t off, void *data, uint32_t len)
 
 static int kvm_open(struct vm *vm, struct vmm_err *err)
 {
-	static const struct {
-		int cap;
-		const char *name;
-	} caps[] = {
-		{ KVM_CAP_IRQCHIP, "in-kernel irqchip" },
-		{ KVM_CAP_IRQFD, "irqfd" },
-		{ KVM_CAP_IOEVENTFD, "ioeventfd" },
-		{ KVM_CAP_USER_MEMORY, "user memory" },
-		{ KVM_CAP_IMMEDIATE_EXIT, "immediate_exit" },
-		{ KVM_CAP_PIT2, "PIT2" },
-		{ KVM_CAP_EXT_CPUID, "CPUID2" },
-	};
+	size_t ncaps;
+	const struct kvm_host_cap *caps = kvm_host_caps(&ncaps);
 
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	vm->kvm_fd = open(KVM_HOST_DEVICE, O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0)
 		return vmm_err_set(err, -errno, "/dev/kvm: %s (is KVM enabled, and may this user open it?)",
 				   strerror(errno));
-	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_HOST_API_VERSION)
 		return vmm_err_set(err, -ENOTSUP, "/dev/kvm: unexpected KVM API version");
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+	for (size_t i = 0; i < ncaps; i++)
 		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0)
 			return vmm_err_set(err, -ENOTSUP, "KVM lacks %s", caps[i].name);
 	int max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
