@@ -531,6 +531,49 @@ sm_vm *sm_image_acquire(sm_image *img, sm_error **err);
 /* Frees img and its own pool (see sm_pool_free() for VMs still acquired). NULL is fine. */
 void sm_image_free(sm_image *img);
 
+/* ---- host check (`supermachine check`) --------------------------------- */
+
+/*
+ * Whether VMs can run on this host, one line per requirement: /dev/kvm
+ * (opens, API version, capabilities), what a tiny probe guest can do on
+ * it (guest kernel-mode instructions/s and the I/O exit round trip,
+ * judged against hardware virtualization), the guest kernel, initramfs
+ * and worker (which paths, from which rule), the store (writable, free
+ * space), transparent huge pages, memory overcommit and seccomp. A
+ * /dev/kvm that emulates guest kernel code (a software hypervisor, broken
+ * nested virtualization) opens and answers every capability, yet cannot
+ * run the guest kernel: only the probe tells. Takes well under a second
+ * on a good host; the probe guest is cut off after about half a second
+ * on any host.
+ */
+typedef enum sm_check_status {
+	SM_CHECK_OK = 0,
+	SM_CHECK_WARN,  /* VMs run, but something is slow or risky */
+	SM_CHECK_FAIL,  /* VMs cannot run here until this is fixed */
+} sm_check_status;
+
+typedef struct sm_host_report sm_host_report;
+
+#define SM_CHECK_KVM_ONLY 1u /* only the /dev/kvm lines (and the tests/nested hint) */
+
+/* The report; NULL only when out of memory. flags: SM_CHECK_*. */
+sm_host_report *sm_host_check(unsigned flags, sm_error **err);
+size_t sm_host_report_count(const sm_host_report *r);
+/* Line i: its name ("kvm.speed"), status, what was found or measured, and what to do (NULL: nothing). */
+const char *sm_host_report_name(const sm_host_report *r, size_t i);
+sm_check_status sm_host_report_status(const sm_host_report *r, size_t i);
+const char *sm_host_report_detail(const sm_host_report *r, size_t i);
+const char *sm_host_report_hint(const sm_host_report *r, size_t i);
+/* The figure line i measured and its unit ("M instructions/s", "us", "GiB"); NULL when it has none. */
+const char *sm_host_report_figure(const sm_host_report *r, size_t i, double *value);
+/* True when no line is SM_CHECK_FAIL. */
+bool sm_host_report_can_run(const sm_host_report *r);
+/* The report as text (a line each, "ok", "warn" or "FAIL" first) or as a JSON array; free() it. */
+char *sm_host_report_text(const sm_host_report *r);
+char *sm_host_report_json(const sm_host_report *r);
+const char *sm_check_status_name(sm_check_status s);
+void sm_host_report_free(sm_host_report *r);
+
 #ifdef __cplusplus
 }
 #endif

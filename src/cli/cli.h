@@ -19,5 +19,6 @@ int cmd_exec(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 #endif

@@ -29,6 +29,7 @@ static const struct cli_command commands[] = {
 	{ "stop", "stop a VM cleanly and remove it", cmd_stop },
 	{ "logs", "print a VM's console", cmd_logs },
 	{ "snapshot", "capture a running VM as a snapshot (it keeps running)", cmd_snapshot },
+	{ "check", "report whether VMs can run on this host, and what to fix", cmd_check },
 };
 
 static void usage(FILE *out)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "lib/error.h"
+#include "lib/hostcheck.h"
 #include "oci/oci.h"
 
 #define SNAP_CAPTURE_TIMEOUT_MS 600000
@@ -566,7 +567,8 @@ sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *cfg, sm_error 
 	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0 ||
 	    vm_assets_find(&cfg->assets, &assets, err) < 0 || snapshot_check(dir, &assets, m, err) < 0)
 		goto fail;
-	if (restore_cfg_check(m, cfg, err) < 0 || restore_run(vm, dir, &assets, m, cfg, err) < 0)
+	if (restore_cfg_check(m, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 ||
+	    restore_run(vm, dir, &assets, m, cfg, err) < 0)
 		goto fail;
 	snapmeta_release(m);
 	free(m);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "lib/error.h"
+#include "lib/hostcheck.h"
 #include "lib/exec.h"
 #include "lib/guestcfg.h"
 #include "lib/snapshot.h"
@@ -646,7 +647,7 @@ struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err
 	vm->detached = cfg->detached;
 	vm->remove = !cfg->detached;
 	if (vm_assets_find(&cfg->assets, &p->assets, err) < 0 || vm_plan_image(p, vm, image, err) < 0 ||
-	    vm_plan_volumes(p, vm, cfg, err) < 0 || vm_runtime_create(vm, err) < 0)
+	    vm_plan_volumes(p, vm, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 || vm_runtime_create(vm, err) < 0)
 		goto fail;
 	if (cfg->console_log)
 		snprintf(vm->console, sizeof(vm->console), "%s", cfg->console_log);

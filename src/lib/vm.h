@@ -53,6 +53,8 @@ struct sm_vm {
  */
 struct vm_asset_paths {
 	char kernel[4096], initramfs[4096], worker[4096];
+	/* the rule each was found by ("$SUPERMACHINE_KERNEL_DIR", "the build tree", ...) */
+	const char *kernel_from, *initramfs_from, *worker_from;
 };
 int vm_assets_find(const sm_assets *given, struct vm_asset_paths *out, sm_error **err);
 

@@ -44,21 +44,22 @@ struct asset_kind {
 	const char *name;       /* its file name in any directory */
 	const char *field;      /* the sm_assets field naming it */
 	const char *env;        /* the variable naming the file */
+	const char *env_rule;   /* "$" env, for the report of where each was found */
 	const char *hint;       /* how to fix a miss */
 	const char *build_path; /* under the build root; NULL: not built there */
 	int mode;               /* R_OK or X_OK */
 };
 
 static const struct asset_kind kind_kernel = {
-	"kernel", ASSET_KERNEL_NAME, "kernel", "SUPERMACHINE_KERNEL",
+	"kernel", ASSET_KERNEL_NAME, "kernel", "SUPERMACHINE_KERNEL", "$SUPERMACHINE_KERNEL",
 	"set SUPERMACHINE_KERNEL_DIR, or build one with kernel/build", NULL, R_OK,
 };
 static const struct asset_kind kind_initramfs = {
-	"initramfs", ASSET_INITRAMFS_NAME, "initramfs", "SUPERMACHINE_INITRAMFS",
+	"initramfs", ASSET_INITRAMFS_NAME, "initramfs", "SUPERMACHINE_INITRAMFS", "$SUPERMACHINE_INITRAMFS",
 	"set SUPERMACHINE_ASSETS_DIR, or install supermachine", "src/guest/" ASSET_INITRAMFS_NAME, R_OK,
 };
 static const struct asset_kind kind_worker = {
-	"worker", ASSET_WORKER_NAME, "worker", "SUPERMACHINE_WORKER",
+	"worker", ASSET_WORKER_NAME, "worker", "SUPERMACHINE_WORKER", "$SUPERMACHINE_WORKER",
 	"set SUPERMACHINE_ASSETS_DIR, or install supermachine", "src/worker/" ASSET_WORKER_NAME, X_OK,
 };
 
@@ -67,6 +68,7 @@ struct asset_search {
 	const struct asset_kind *kind;
 	char tried[8192];
 	size_t n;
+	const char *from; /* the rule that found it */
 };
 
 static void search_note(struct asset_search *s, const char *path, const char *why)
@@ -99,7 +101,8 @@ static bool search_file(struct asset_search *s, const char *path, char *out, siz
 	return true;
 }
 
-static bool search_in(struct asset_search *s, const char *dir, const char *name, char *out, size_t len)
+static bool search_in(struct asset_search *s, const char *from, const char *dir, const char *name, char *out,
+		      size_t len)
 {
 	char path[4096];
 
@@ -107,7 +110,10 @@ static bool search_in(struct asset_search *s, const char *dir, const char *name,
 		return false;
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
 		return search_note(s, dir, "path too long"), false;
-	return search_file(s, path, out, len);
+	if (!search_file(s, path, out, len))
+		return false;
+	s->from = from;
+	return true;
 }
 
 static int search_fail(struct asset_search *s, const char *named_by, sm_error **err)
@@ -168,42 +174,53 @@ static int asset_named(struct asset_search *s, const sm_assets *g, const char *g
 
 	if (given) {
 		snprintf(by, sizeof(by), "sm_assets.%s", s->kind->field);
+		s->from = "named by the VM config";
 		return search_file(s, given, out, len) ? 0 : search_fail(s, by, err);
 	}
 	if (g->dir)
-		return search_in(s, g->dir, s->kind->name, out, len) ? 0 : search_fail(s, "sm_assets.dir", err);
+		return search_in(s, "sm_assets.dir", g->dir, s->kind->name, out, len) ? 0
+			: search_fail(s, "sm_assets.dir", err);
 	snprintf(by, sizeof(by), "$%s", s->kind->env);
+	s->from = s->kind->env_rule;
 	return search_file(s, env, out, len) ? 0 : search_fail(s, by, err);
 }
 
 static int assets_kernel(const sm_assets *g, const struct vm_assets_places *p, char *out, size_t len,
-			 sm_error **err)
+			 const char **from, sm_error **err)
 {
 	struct asset_search s = { .kind = &kind_kernel };
+	const char *name = s.kind->name;
 	char cache[4096];
+	int rc = 0;
 
 	if (g->kernel || g->dir || p->env_kernel)
-		return asset_named(&s, g, g->kernel, p->env_kernel, out, len, err);
-	if (search_in(&s, p->env_kernel_dir, s.kind->name, out, len) ||
-	    search_in(&s, p->env_assets_dir, s.kind->name, out, len) ||
-	    search_in(&s, p->datadir, s.kind->name, out, len) || search_in(&s, p->kernel_dir, s.kind->name, out, len))
-		return 0;
-	if (kernel_cache_dir(p->source_root, cache, sizeof(cache)) && search_in(&s, cache, s.kind->name, out, len))
-		return 0;
-	return search_fail(&s, NULL, err);
+		rc = asset_named(&s, g, g->kernel, p->env_kernel, out, len, err);
+	else if (!search_in(&s, "$SUPERMACHINE_KERNEL_DIR", p->env_kernel_dir, name, out, len) &&
+		 !search_in(&s, "$SUPERMACHINE_ASSETS_DIR", p->env_assets_dir, name, out, len) &&
+		 !search_in(&s, "the install prefix", p->datadir, name, out, len) &&
+		 !search_in(&s, "meson -Dkernel_dir", p->kernel_dir, name, out, len) &&
+		 !(kernel_cache_dir(p->source_root, cache, sizeof(cache)) &&
+		   search_in(&s, "the kernel cache of the build tree's source", cache, name, out, len)))
+		rc = search_fail(&s, NULL, err);
+	*from = s.from;
+	return rc;
 }
 
 static int assets_file(const struct asset_kind *k, const char *given, const char *env, const char *install_dir,
-		       const sm_assets *g, const struct vm_assets_places *p, char *out, size_t len, sm_error **err)
+		       const sm_assets *g, const struct vm_assets_places *p, char *out, size_t len,
+		       const char **from, sm_error **err)
 {
 	struct asset_search s = { .kind = k };
+	int rc = 0;
 
 	if (given || g->dir || env)
-		return asset_named(&s, g, given, env, out, len, err);
-	if (search_in(&s, p->env_assets_dir, k->name, out, len) || search_in(&s, install_dir, k->name, out, len) ||
-	    search_in(&s, p->build_root, k->build_path, out, len))
-		return 0;
-	return search_fail(&s, NULL, err);
+		rc = asset_named(&s, g, given, env, out, len, err);
+	else if (!search_in(&s, "$SUPERMACHINE_ASSETS_DIR", p->env_assets_dir, k->name, out, len) &&
+		 !search_in(&s, "the install prefix", install_dir, k->name, out, len) &&
+		 !search_in(&s, "the build tree", p->build_root, k->build_path, out, len))
+		rc = search_fail(&s, NULL, err);
+	*from = s.from;
+	return rc;
 }
 
 static const char *env_get(const char *name)
@@ -236,11 +253,11 @@ int vm_assets_find_in(const sm_assets *given, const struct vm_assets_places *p, 
 
 	if (!given)
 		given = &none;
-	if (assets_kernel(given, p, out->kernel, sizeof(out->kernel), err) < 0 ||
+	if (assets_kernel(given, p, out->kernel, sizeof(out->kernel), &out->kernel_from, err) < 0 ||
 	    assets_file(&kind_initramfs, given->initramfs, p->env_initramfs, p->datadir, given, p, out->initramfs,
-			sizeof(out->initramfs), err) < 0 ||
+			sizeof(out->initramfs), &out->initramfs_from, err) < 0 ||
 	    assets_file(&kind_worker, given->worker, p->env_worker, p->libexecdir, given, p, out->worker,
-			sizeof(out->worker), err) < 0)
+			sizeof(out->worker), &out->worker_from, err) < 0)
 		return -1;
 	return 0;
 }

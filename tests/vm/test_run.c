@@ -292,5 +292,5 @@ Test(run, api_expose_files_and_a_dying_worker)
 	sm_exec_free(x);
 	sm_vm_free(vm);
 	snprintf(path, sizeof(path), "%s/run/supermachine", tmp);
-	cr_expect_eq(fx_count_files(path), 0, "runtime directory left behind");
+	cr_expect_eq(fx_count_vms(path), 0, "runtime directory left behind");
 }

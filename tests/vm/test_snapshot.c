@@ -475,7 +475,7 @@ static void expect_refused(const char *dir, sm_code code, const char *needle)
 	sm_error_free(err);
 	sm_vm_free(vm);
 	snprintf(runtime, sizeof(runtime), "%s/run/supermachine", shared);
-	cr_expect_eq(fx_count_files(runtime), 0, "a VM was left behind");
+	cr_expect_eq(fx_count_vms(runtime), 0, "a VM was left behind");
 }
 
 Test(snapshot, bad_snapshots_are_refused_before_guest_code)
