@@ -20,6 +20,12 @@
 extern "C" {
 #endif
 
+/*
+ * The library is built with hidden visibility: what this header declares
+ * is its ABI and the only thing the shared library exports (docs/api.md).
+ */
+#pragma GCC visibility push(default)
+
 #define SM_VERSION_MAJOR 0
 #define SM_VERSION_MINOR 1
 #define SM_VERSION_PATCH 0
@@ -573,6 +579,8 @@ char *sm_host_report_text(const sm_host_report *r);
 char *sm_host_report_json(const sm_host_report *r);
 const char *sm_check_status_name(sm_check_status s);
 void sm_host_report_free(sm_host_report *r);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
