@@ -1,7 +1,7 @@
 /*
  * The log callback (sm_set_log, src/lib/log.c): silent by default, levels
- * filtered, calls never overlapping, and no library source that writes to
- * stdout or stderr itself.
+ * filtered, calls never overlapping. That no library source writes to
+ * stdout or stderr itself is a source rule: tests/build/test_source_lint.c.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -134,26 +134,4 @@ Test(log, stderr_callback_format)
 	close(fd);
 	close(saved);
 	cr_expect_str_eq(sm_log_level_name(SM_LOG_DEBUG), "debug");
-}
-
-/* No library source prints by itself: its diagnostics go through log.c. */
-Test(log, library_sources_never_print)
-{
-	const char *src = getenv("SUPERMACHINE_SOURCE_ROOT");
-	char cmd[4400], line[1024], found[4096] = "";
-	FILE *p;
-
-	cr_assert(src, "SUPERMACHINE_SOURCE_ROOT is not set (meson test sets it)");
-	snprintf(cmd, sizeof(cmd),
-		 "cd '%s' && grep -rnE "
-		 "'(^|[^a-z_])(printf|puts|perror|putchar|vprintf)[[:space:]]*\\(|"
-		 "(fprintf|vfprintf|fputs|fputc|fwrite|putc)[[:space:]]*\\(.*(stderr|stdout)' "
-		 "src/lib src/oci --include='*.c' | grep -v '^src/lib/log.c:' || true",
-		 src);
-	p = popen(cmd, "r");
-	cr_assert(p);
-	while (fgets(line, sizeof(line), p))
-		strncat(found, line, sizeof(found) - strlen(found) - 1);
-	pclose(p);
-	cr_expect_str_eq(found, "", "library code writing to stdout/stderr (use log_* from lib/log.h):\n%s", found);
 }
