@@ -329,12 +329,12 @@ static void worker_teardown(struct worker *w)
 	control_close(w->control);
 	if (w->console_open)
 		console_close(&w->console);
-	virtio_rng_destroy(w->rng);
+	virtio_dev_free(w->rng);
 	for (unsigned i = 0; i < w->ndisks; i++)
-		virtio_blk_destroy(w->disks[i]);
-	virtio_net_destroy(w->net);
-	virtio_vsock_destroy(w->vsock);
-	virtio_balloon_destroy(w->balloon);
+		virtio_dev_free(w->disks[i]);
+	virtio_dev_free(w->net);
+	virtio_dev_free(w->vsock);
+	virtio_dev_free(w->balloon);
 	vm_destroy(w->vm);
 	snap_reader_free(w->snap.st);
 	if (w->signal_fd >= 0)

@@ -54,7 +54,7 @@ static void teardown(void)
 {
 	vdrv_loop_stop(&v);
 	vdrv_detach(&v);
-	virtio_blk_destroy(dev);
+	virtio_dev_free(dev);
 	dev = NULL;
 	vdrv_fini(&v);
 	unlink(path);
@@ -365,12 +365,12 @@ Test(blk, open_errors)
 	cr_assert_not_null(a);
 	cr_assert_null(virtio_blk_create(&v.mem, &o));
 	cr_assert_eq(errno, EWOULDBLOCK);
-	virtio_blk_destroy(a);
+	virtio_dev_free(a);
 	o.read_only = true;
 	a = virtio_blk_create(&v.mem, &o);
 	struct virtio_dev *b = virtio_blk_create(&v.mem, &o);
 	cr_assert_not_null(a);
 	cr_assert_not_null(b);
-	virtio_blk_destroy(a);
-	virtio_blk_destroy(b);
+	virtio_dev_free(a);
+	virtio_dev_free(b);
 }

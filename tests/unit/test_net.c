@@ -72,7 +72,7 @@ static void teardown(void)
 	}
 	vdrv_loop_stop(&d);
 	vdrv_detach(&d);
-	virtio_net_destroy(dev);
+	virtio_dev_free(dev);
 	vdrv_fini(&d);
 }
 

@@ -87,7 +87,7 @@ static void blk_teardown(void)
 {
 	vdrv_loop_stop(&v);
 	vdrv_detach(&v);
-	virtio_blk_destroy(dev);
+	virtio_dev_free(dev);
 	vdrv_fini(&v);
 	unlink(disk);
 	snap_writer_free(w);

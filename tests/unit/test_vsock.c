@@ -645,6 +645,6 @@ Test(vsock_limits, stale_socket_is_replaced_live_one_is_not)
 	close(fd); /* the file stays, nobody listens */
 	second = virtio_vsock_create(&g.drv.mem, g.drv.loop, 3, sa.sun_path, NULL);
 	cr_assert_not_null(second, "stale socket not replaced: %s", strerror(errno));
-	virtio_vsock_destroy(second);
+	virtio_dev_free(second);
 	vg_teardown(&g);
 }

@@ -76,7 +76,7 @@ void vg_teardown(struct vguest *g)
 
 	vdrv_loop_stop(&g->drv);
 	vdrv_detach(&g->drv);
-	virtio_vsock_destroy(g->dev);
+	virtio_dev_free(g->dev);
 	vdrv_fini(&g->drv);
 	for (unsigned i = 0; i < VG_MAX_CONNS; i++)
 		free(g->conns[i].buf);

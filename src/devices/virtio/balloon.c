@@ -329,6 +329,26 @@ static int balloon_restore(struct virtio_dev *d, struct snap_reader *r)
 	return 0;
 }
 
+static void balloon_destroy(struct virtio_dev *d)
+{
+	free(balloon_of(d)->chain);
+}
+
+static void balloon_stats(struct virtio_dev *d, char *buf, size_t len)
+{
+	struct virtio_balloon_stats s;
+
+	virtio_balloon_get_stats(d, &s);
+	snprintf(buf, len,
+		 "target=%u actual=%u inflated=%llu deflated=%llu released_bytes=%llu bad_pfns=%llu "
+		 "guest_reports=%llu guest_free_bytes=%llu guest_total_bytes=%llu guest_avail_bytes=%llu",
+		 s.target_pages, s.actual_pages, (unsigned long long)s.inflated_pages,
+		 (unsigned long long)s.deflated_pages, (unsigned long long)s.released_bytes,
+		 (unsigned long long)s.bad_pfns, (unsigned long long)s.guest_reports,
+		 (unsigned long long)s.guest[BALLOON_S_MEMFREE], (unsigned long long)s.guest[BALLOON_S_MEMTOT],
+		 (unsigned long long)s.guest[BALLOON_S_AVAIL]);
+}
+
 static const struct virtio_dev_ops balloon_ops = {
 	.name = "balloon",
 	.device_id = VIRTIO_ID_BALLOON,
@@ -342,6 +362,9 @@ static const struct virtio_dev_ops balloon_ops = {
 	.queue_notify = balloon_queue_notify,
 	.save = balloon_save,
 	.restore = balloon_restore,
+	.state_version = 1,
+	.destroy = balloon_destroy,
+	.stats = balloon_stats,
 };
 
 /* ---- API ---------------------------------------------------------------------------- */
@@ -354,29 +377,16 @@ struct virtio_dev *virtio_balloon_create(const struct guest_mem *mem)
 		errno = EINVAL;
 		return NULL;
 	}
-	b = calloc(1, sizeof(*b));
+	b = vdev_alloc(sizeof(*b), &balloon_ops, mem);
 	if (!b)
 		return NULL;
 	b->chain = malloc(sizeof(*b->chain));
 	if (!b->chain) {
-		free(b);
+		virtio_dev_free(&b->dev);
 		errno = ENOMEM;
 		return NULL;
 	}
-	virtio_dev_init(&b->dev, &balloon_ops, b, mem, 0, 0, -1);
 	return &b->dev;
-}
-
-void virtio_balloon_destroy(struct virtio_dev *d)
-{
-	struct balloon_dev *b;
-
-	if (!d)
-		return;
-	b = balloon_of(d);
-	virtio_dev_destroy(d);
-	free(b->chain);
-	free(b);
 }
 
 int virtio_balloon_set_target(struct virtio_dev *d, uint32_t num_pages)
@@ -470,7 +480,6 @@ static int balloon_parse_pages(const char *args, uint32_t *pages)
 
 void virtio_balloon_control(void *dev, const char *args, char *reply, size_t len)
 {
-	struct virtio_balloon_stats s;
 	uint32_t pages;
 	int rc;
 
@@ -486,14 +495,7 @@ void virtio_balloon_control(void *dev, const char *args, char *reply, size_t len
 			snprintf(reply, len, "ok target=%u", pages);
 		return;
 	}
-	virtio_balloon_get_stats(dev, &s);
+	/* The counters as they stand; the guest's fresh report shows up next time. */
+	vdev_stats_reply(dev, reply, len);
 	virtio_balloon_request_stats(dev);
-	snprintf(reply, len,
-		 "ok target=%u actual=%u inflated=%llu deflated=%llu released_bytes=%llu bad_pfns=%llu "
-		 "guest_reports=%llu guest_free_bytes=%llu guest_total_bytes=%llu guest_avail_bytes=%llu",
-		 s.target_pages, s.actual_pages, (unsigned long long)s.inflated_pages,
-		 (unsigned long long)s.deflated_pages, (unsigned long long)s.released_bytes,
-		 (unsigned long long)s.bad_pfns, (unsigned long long)s.guest_reports,
-		 (unsigned long long)s.guest[BALLOON_S_MEMFREE], (unsigned long long)s.guest[BALLOON_S_MEMTOT],
-		 (unsigned long long)s.guest[BALLOON_S_AVAIL]);
 }

@@ -25,8 +25,8 @@
 
 #define BALLOON_PAGE_SIZE 4096u
 
+/* Freed with virtio_dev_free(). */
 struct virtio_dev *virtio_balloon_create(const struct guest_mem *mem);
-void virtio_balloon_destroy(struct virtio_dev *d);
 
 /*
  * Asks the guest to hold num_pages 4 KiB pages in its balloon (0 = give

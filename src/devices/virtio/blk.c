@@ -279,6 +279,16 @@ static int blk_restore(struct virtio_dev *d, struct snap_reader *r)
 	return 0;
 }
 
+static void blk_destroy(struct virtio_dev *d)
+{
+	struct blk_dev *b = blk_of(d);
+
+	/* -1 only when blk_open failed */
+	if (b->fd >= 0)
+		close(b->fd);
+	free(b->chain);
+}
+
 static const struct virtio_dev_ops blk_ops = {
 	.name = "blk",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -292,6 +302,8 @@ static const struct virtio_dev_ops blk_ops = {
 	 * state is all the in-flight state; save/restore only pin the disk. */
 	.save = blk_save,
 	.restore = blk_restore,
+	.state_version = 1,
+	.destroy = blk_destroy,
 };
 
 static int blk_open(struct blk_dev *b, const struct virtio_blk_options *opt)
@@ -317,7 +329,7 @@ static int blk_open(struct blk_dev *b, const struct virtio_blk_options *opt)
 struct virtio_dev *virtio_blk_create(const struct guest_mem *mem,
 				     const struct virtio_blk_options *opt)
 {
-	struct blk_dev *b = calloc(1, sizeof(*b));
+	struct blk_dev *b = vdev_alloc(sizeof(*b), &blk_ops, mem);
 	int rc = -ENOMEM;
 
 	if (!b)
@@ -341,30 +353,12 @@ struct virtio_dev *virtio_blk_create(const struct guest_mem *mem,
 	b->cfg.capacity = htole64(b->capacity);
 	b->cfg.seg_max = htole32(BLK_SEG_MAX);
 	b->cfg.blk_size = htole32(VIRTIO_BLK_SECTOR);
-	virtio_dev_init(&b->dev, &blk_ops, b, mem, 0, 0, -1);
 	return &b->dev;
 fail:
-	if (b) {
-		if (b->fd >= 0)
-			close(b->fd);
-		free(b->chain);
-		free(b);
-	}
+	if (b)
+		virtio_dev_free(&b->dev);
 	errno = -rc;
 	return NULL;
-}
-
-void virtio_blk_destroy(struct virtio_dev *d)
-{
-	struct blk_dev *b;
-
-	if (!d)
-		return;
-	b = blk_of(d);
-	virtio_dev_destroy(d);
-	close(b->fd);
-	free(b->chain);
-	free(b);
 }
 
 void virtio_blk_get_stats(struct virtio_dev *d, struct virtio_blk_stats *s)

@@ -41,11 +41,11 @@ struct virtio_blk_options {
  * Opens the disk (shared lock if read-only, exclusive otherwise, so two
  * VMs never write one image). NULL with errno set: EWOULDBLOCK when another
  * process holds the lock, ENAMETOOLONG for an id over 20 bytes, EINVAL for
- * something that is neither a regular file nor a block device.
+ * something that is neither a regular file nor a block device. Freed
+ * (and the disk closed) with virtio_dev_free().
  */
 struct virtio_dev *virtio_blk_create(const struct guest_mem *mem,
 				     const struct virtio_blk_options *opt);
-void virtio_blk_destroy(struct virtio_dev *d);
 
 struct virtio_blk_stats {
 	uint64_t reads, writes, flushes, get_ids;

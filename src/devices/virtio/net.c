@@ -640,6 +640,20 @@ static int net_restore(struct virtio_dev *d, struct snap_reader *r)
 	return 0;
 }
 
+static void net_destroy(struct virtio_dev *d);
+
+static void net_stats(struct virtio_dev *d, char *buf, size_t len)
+{
+	struct virtio_net_stats s;
+
+	virtio_net_get_stats(d, &s);
+	snprintf(buf, len,
+		 "tx_frames=%llu tx_bytes=%llu rx_frames=%llu rx_bytes=%llu tx_dropped=%llu rx_dropped=%llu",
+		 (unsigned long long)s.tx_frames, (unsigned long long)s.tx_bytes,
+		 (unsigned long long)s.rx_frames, (unsigned long long)s.rx_bytes,
+		 (unsigned long long)s.tx_dropped, (unsigned long long)s.rx_dropped);
+}
+
 static const struct virtio_dev_ops net_ops = {
 	.name = "net",
 	.device_id = VIRTIO_ID_NET,
@@ -653,6 +667,9 @@ static const struct virtio_dev_ops net_ops = {
 	.queue_notify = net_queue_notify,
 	.save = net_save,
 	.restore = net_restore,
+	.state_version = 1,
+	.destroy = net_destroy,
+	.stats = net_stats,
 };
 
 /* ---- lifetime ------------------------------------------------------------------------ */
@@ -675,8 +692,9 @@ static Slirp *net_slirp_new(struct net_dev *n, const struct virtio_net_config *c
 	return slirp_new(&sc, &net_slirp_cb, n);
 }
 
-static void net_free(struct net_dev *n)
+static void net_destroy(struct virtio_dev *d)
 {
+	struct net_dev *n = net_of(d);
 	struct net_timer *t;
 
 	if (n->epfd >= 0 && n->loop)
@@ -696,7 +714,6 @@ static void net_free(struct net_dev *n)
 	free(n->backlog);
 	free(n->tx_chain);
 	free(n->rx_chain);
-	free(n);
 }
 
 static int net_open(struct net_dev *n, const struct virtio_net_config *cfg)
@@ -729,7 +746,7 @@ struct virtio_dev *virtio_net_create(const struct guest_mem *mem, struct evloop 
 		errno = EINVAL;
 		return NULL;
 	}
-	n = calloc(1, sizeof(*n));
+	n = vdev_alloc(sizeof(*n), &net_ops, mem);
 	if (!n)
 		return NULL;
 	n->loop = loop;
@@ -741,30 +758,17 @@ struct virtio_dev *virtio_net_create(const struct guest_mem *mem, struct evloop 
 	n->tx_chain = malloc(sizeof(*n->tx_chain));
 	n->rx_chain = malloc(sizeof(*n->rx_chain));
 	if (!n->txbuf || !n->tx_chain || !n->rx_chain) {
-		net_free(n);
+		virtio_dev_free(&n->dev);
 		errno = ENOMEM;
 		return NULL;
 	}
-	virtio_dev_init(&n->dev, &net_ops, n, mem, 0, 0, -1);
 	rc = net_open(n, cfg);
 	if (rc < 0) {
-		virtio_dev_destroy(&n->dev);
-		net_free(n);
+		virtio_dev_free(&n->dev);
 		errno = -rc;
 		return NULL;
 	}
 	return &n->dev;
-}
-
-void virtio_net_destroy(struct virtio_dev *d)
-{
-	struct net_dev *n;
-
-	if (!d)
-		return;
-	n = net_of(d);
-	virtio_dev_destroy(d);
-	net_free(n);
 }
 
 static int net_fwd_addr(const char *host_addr, struct in_addr *a)
@@ -863,8 +867,6 @@ usage:
 
 void virtio_net_control(void *dev, const char *args, char *reply, size_t len)
 {
-	struct virtio_net_stats s;
-
 	if (strncmp(args, "hostfwd ", 8) == 0) {
 		net_control_hostfwd(dev, args + 8, reply, len);
 		return;
@@ -873,10 +875,5 @@ void virtio_net_control(void *dev, const char *args, char *reply, size_t len)
 		snprintf(reply, len, "error usage: net [stats] | net hostfwd ...");
 		return;
 	}
-	virtio_net_get_stats(dev, &s);
-	snprintf(reply, len,
-		 "ok tx_frames=%llu tx_bytes=%llu rx_frames=%llu rx_bytes=%llu tx_dropped=%llu rx_dropped=%llu",
-		 (unsigned long long)s.tx_frames, (unsigned long long)s.tx_bytes,
-		 (unsigned long long)s.rx_frames, (unsigned long long)s.rx_bytes,
-		 (unsigned long long)s.tx_dropped, (unsigned long long)s.rx_dropped);
+	vdev_stats_reply(dev, reply, len);
 }

@@ -35,10 +35,12 @@ struct virtio_net_config {
 	bool restricted;       /* the guest reaches only the host and forwards */
 };
 
-/* cfg may be NULL for the defaults. Returns NULL with errno set on failure. */
+/*
+ * cfg may be NULL for the defaults. Returns NULL with errno set on failure.
+ * Freed (slirp and its sockets closed) with virtio_dev_free().
+ */
 struct virtio_dev *virtio_net_create(const struct guest_mem *mem, struct evloop *loop,
 				     const struct virtio_net_config *cfg);
-void virtio_net_destroy(struct virtio_dev *d);
 
 /*
  * Forwards host_addr:host_port (TCP, or UDP if udp) to the guest's

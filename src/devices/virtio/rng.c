@@ -78,6 +78,11 @@ static void rng_queue_notify(struct virtio_dev *d, uint16_t q)
 	vdev_unlock(d, &r->pend);
 }
 
+static void rng_destroy(struct virtio_dev *d)
+{
+	free(rng_of(d)->chain);
+}
+
 static const struct virtio_dev_ops rng_ops = {
 	.name = "rng",
 	.device_id = VIRTIO_ID_RNG,
@@ -85,34 +90,23 @@ static const struct virtio_dev_ops rng_ops = {
 	.reset = rng_reset,
 	.queue_notify = rng_queue_notify,
 	/* No save/restore: nothing outlives a request. */
+	.state_version = 1,
+	.destroy = rng_destroy,
 };
 
 struct virtio_dev *virtio_rng_create(const struct guest_mem *mem)
 {
-	struct rng_dev *r = calloc(1, sizeof(*r));
+	struct rng_dev *r = vdev_alloc(sizeof(*r), &rng_ops, mem);
 
 	if (!r)
 		return NULL;
 	r->chain = malloc(sizeof(*r->chain));
 	if (!r->chain) {
-		free(r);
+		virtio_dev_free(&r->dev);
 		errno = ENOMEM;
 		return NULL;
 	}
-	virtio_dev_init(&r->dev, &rng_ops, r, mem, 0, 0, -1);
 	return &r->dev;
-}
-
-void virtio_rng_destroy(struct virtio_dev *d)
-{
-	struct rng_dev *r;
-
-	if (!d)
-		return;
-	r = rng_of(d);
-	virtio_dev_destroy(d);
-	free(r->chain);
-	free(r);
 }
 
 uint64_t virtio_rng_bytes(struct virtio_dev *d)

@@ -9,8 +9,8 @@
 
 #include "devices/virtio/virtio.h"
 
+/* Freed with virtio_dev_free(). */
 struct virtio_dev *virtio_rng_create(const struct guest_mem *mem);
-void virtio_rng_destroy(struct virtio_dev *d);
 /* Bytes handed to the guest so far. */
 uint64_t virtio_rng_bytes(struct virtio_dev *d);
 

@@ -3,7 +3,37 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+void *vdev_alloc(size_t size, const struct virtio_dev_ops *ops, const struct guest_mem *mem)
+{
+	struct virtio_dev *d = calloc(1, size);
+
+	if (d)
+		virtio_dev_init(d, ops, d, mem, 0, 0, -1);
+	return d;
+}
+
+void virtio_dev_free(struct virtio_dev *d)
+{
+	if (!d)
+		return;
+	/* The order the models' own destroy functions used: lock, state, memory. */
+	virtio_dev_destroy(d);
+	if (d->ops->destroy)
+		d->ops->destroy(d);
+	free(d);
+}
+
+void vdev_stats_reply(struct virtio_dev *d, char *reply, size_t len)
+{
+	int n = snprintf(reply, len, "ok ");
+
+	/* One line either way, cut where a single snprintf would have cut it. */
+	if (n > 0 && (size_t)n < len)
+		d->ops->stats(d, reply + n, len - (size_t)n);
+}
 
 void vdev_warn_once(const struct virtio_dev *d, struct vdev_pending *p, unsigned kind,
 		    const char *fmt, ...)

@@ -12,9 +12,21 @@
 #define SM_DEVICES_VIRTIO_VDEV_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "devices/virtio/virtio.h"
+
+/*
+ * The preamble every device model shares: a zeroed container of size bytes
+ * whose first member is its struct virtio_dev, set up with
+ * virtio_dev_init() (priv = the container, no placement). Freed with
+ * virtio_dev_free(). NULL with errno set.
+ */
+void *vdev_alloc(size_t size, const struct virtio_dev_ops *ops, const struct guest_mem *mem);
+
+/* "ok " and the device's ops->stats line: the control socket's stats reply. */
+void vdev_stats_reply(struct virtio_dev *d, char *reply, size_t len);
 
 struct vdev_pending {
 	uint32_t notify_mask;  /* queues with new used buffers */

@@ -115,6 +115,16 @@ struct virtio_dev_ops {
 	 * the restore. */
 	int (*save)(struct virtio_dev *d, struct snap_writer *w);
 	int (*restore)(struct virtio_dev *d, struct snap_reader *r);
+	/* Version of what save writes: bumped whenever that layout changes. The
+	 * transport saves it and refuses a snapshot holding another, so restore
+	 * never parses data laid out for a different build of the model. */
+	uint32_t state_version;
+	/* Frees what the model holds besides its container and the transport
+	 * (fds, buffers); virtio_dev_free() calls it. NULL: nothing to free. */
+	void (*destroy)(struct virtio_dev *d);
+	/* Writes the model's counters as "key=value ..." into buf (the control
+	 * socket's "<device> stats" reply after "ok "). NULL: none kept. */
+	void (*stats)(struct virtio_dev *d, char *buf, size_t len);
 };
 
 struct virtio_dev {
@@ -158,6 +168,12 @@ struct virtio_dev {
 void virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, void *priv,
 		     const struct guest_mem *mem, uint64_t mmio_base, uint32_t gsi, int irq_fd);
 void virtio_dev_destroy(struct virtio_dev *d);
+/*
+ * Frees a device model made with vdev_alloc() (every device under
+ * src/devices/virtio/): the transport, then ops->destroy, then the
+ * container. NULL is a no-op.
+ */
+void virtio_dev_free(struct virtio_dev *d);
 
 /* Register accesses at offset off (0 <= off < VIRTIO_MMIO_SIZE) from a vCPU. */
 void virtio_mmio_read(struct virtio_dev *d, uint64_t off, void *data, uint32_t len);

@@ -103,6 +103,22 @@ static int vsock_restore(struct virtio_dev *d, struct snap_reader *r)
 	return 0;
 }
 
+static void vsock_destroy(struct virtio_dev *d);
+
+static void vsock_stats(struct virtio_dev *d, char *buf, size_t len)
+{
+	struct virtio_vsock_stats s;
+
+	virtio_vsock_get_stats(d, &s);
+	snprintf(buf, len,
+		 "conns=%u conns_total=%llu buffered=%llu bytes_to_guest=%llu bytes_from_guest=%llu "
+		 "pkts_dropped=%llu credit_violations=%llu rsts_dropped=%llu",
+		 s.conns, (unsigned long long)s.conns_total, (unsigned long long)s.buffered,
+		 (unsigned long long)s.bytes_to_guest, (unsigned long long)s.bytes_from_guest,
+		 (unsigned long long)s.pkts_dropped, (unsigned long long)s.credit_violations,
+		 (unsigned long long)s.rsts_dropped);
+}
+
 static const struct virtio_dev_ops vsock_ops = {
 	.name = "vsock",
 	.device_id = VIRTIO_ID_VSOCK,
@@ -116,6 +132,9 @@ static const struct virtio_dev_ops vsock_ops = {
 	.queue_notify = vsock_queue_notify,
 	.save = vsock_save,
 	.restore = vsock_restore,
+	.state_version = 1,
+	.destroy = vsock_destroy,
+	.stats = vsock_stats,
 };
 
 /* ---- lifetime ----------------------------------------------------------------- */
@@ -202,8 +221,10 @@ static void vsock_close_fds(struct vsock_dev *v)
 		close(v->kick_fd);
 }
 
-static void vsock_free(struct vsock_dev *v)
+static void vsock_destroy(struct virtio_dev *d)
 {
+	struct vsock_dev *v = vsock_of(d);
+
 	vsock_kill_all(v);
 	vsock_free_dead(v);
 	vsock_close_fds(v);
@@ -211,7 +232,6 @@ static void vsock_free(struct vsock_dev *v)
 	free(v->tx_chain);
 	free(v->rx_chain);
 	free(v->iov);
-	free(v);
 }
 
 static void vsock_limits_init(struct virtio_vsock_limits *lim, const struct virtio_vsock_limits *want)
@@ -242,7 +262,7 @@ struct virtio_dev *virtio_vsock_create(const struct guest_mem *mem, struct evloo
 		errno = EINVAL;
 		return NULL;
 	}
-	v = calloc(1, sizeof(*v));
+	v = vdev_alloc(sizeof(*v), &vsock_ops, mem);
 	if (!v)
 		return NULL;
 	v->loop = loop;
@@ -261,28 +281,14 @@ struct virtio_dev *virtio_vsock_create(const struct guest_mem *mem, struct evloo
 		rc = -ENOMEM;
 		goto fail;
 	}
-	virtio_dev_init(&v->dev, &vsock_ops, v, mem, 0, 0, -1);
 	rc = vsock_open_fds(v);
-	if (rc < 0) {
-		virtio_dev_destroy(&v->dev);
+	if (rc < 0)
 		goto fail;
-	}
 	return &v->dev;
 fail:
-	vsock_free(v);
+	virtio_dev_free(&v->dev);
 	errno = -rc;
 	return NULL;
-}
-
-void virtio_vsock_destroy(struct virtio_dev *d)
-{
-	struct vsock_dev *v;
-
-	if (!d)
-		return;
-	v = vsock_of(d);
-	virtio_dev_destroy(&v->dev);
-	vsock_free(v);
 }
 
 void virtio_vsock_transport_reset(struct virtio_dev *d)
@@ -313,8 +319,6 @@ void virtio_vsock_get_stats(struct virtio_dev *d, struct virtio_vsock_stats *s)
 
 void virtio_vsock_control(void *dev, const char *args, char *reply, size_t len)
 {
-	struct virtio_vsock_stats s;
-
 	if (strcmp(args, "reset") == 0) {
 		virtio_vsock_transport_reset(dev);
 		snprintf(reply, len, "ok");
@@ -324,12 +328,5 @@ void virtio_vsock_control(void *dev, const char *args, char *reply, size_t len)
 		snprintf(reply, len, "error usage: vsock [stats|reset]");
 		return;
 	}
-	virtio_vsock_get_stats(dev, &s);
-	snprintf(reply, len,
-		 "ok conns=%u conns_total=%llu buffered=%llu bytes_to_guest=%llu bytes_from_guest=%llu "
-		 "pkts_dropped=%llu credit_violations=%llu rsts_dropped=%llu",
-		 s.conns, (unsigned long long)s.conns_total, (unsigned long long)s.buffered,
-		 (unsigned long long)s.bytes_to_guest, (unsigned long long)s.bytes_from_guest,
-		 (unsigned long long)s.pkts_dropped, (unsigned long long)s.credit_violations,
-		 (unsigned long long)s.rsts_dropped);
+	vdev_stats_reply(dev, reply, len);
 }

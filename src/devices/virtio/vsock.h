@@ -45,13 +45,12 @@ struct virtio_vsock_limits {
  * nobody answers on is replaced; a live one is EADDRINUSE). guest_cid >= 3. limits may be NULL for the defaults above. The
  * device's fds are watched through loop from now on; the returned device
  * still needs its placement (mmio_base, gsi, irq_fd) from the VMM.
- * Returns NULL with errno set on failure.
+ * Returns NULL with errno set on failure. virtio_dev_free() closes every
+ * connection and the listener, unlinks uds_path and frees the device.
  */
 struct virtio_dev *virtio_vsock_create(const struct guest_mem *mem, struct evloop *loop,
 				       uint64_t guest_cid, const char *uds_path,
 				       const struct virtio_vsock_limits *limits);
-/* Closes every connection and the listener, unlinks uds_path, frees the device. */
-void virtio_vsock_destroy(struct virtio_dev *d);
 
 /*
  * Drops every connection (host sockets closed) and sends the guest
