@@ -12,7 +12,8 @@
 #include "vmm/arch.h"
 
 #define MCHN_VERSION 1
-#define VIRT_VERSION 1
+/* 2: the device model's state version follows the device id */
+#define VIRT_VERSION 2
 #define UART_VERSION 1
 
 static const char *device_name(uint32_t id)

@@ -164,7 +164,7 @@ Test(snapshot_virtio, indexes_survive)
 
 /* The transport fields as docs/snapshot-format.md lays them out, with one queue. */
 struct fake {
-	uint32_t id, status;
+	uint32_t id, version, status;
 	uint64_t features;
 	uint16_t nq, size;
 	uint64_t desc, avail, used;
@@ -179,7 +179,7 @@ static struct fake fake_of(void)
 	const struct virtq *q = &dev->vq[0];
 
 	return (struct fake){
-		.id = VIRTIO_ID_BLOCK, .status = dev->status, .features = dev->drv_features, .nq = 1,
+		.id = VIRTIO_ID_BLOCK, .version = dev->ops->state_version, .status = dev->status, .features = dev->drv_features, .nq = 1,
 		.size = q->size, .desc = q->desc_gpa, .avail = q->avail_gpa, .used = q->used_gpa,
 		.ready = 1, .capacity = 64,
 	};
@@ -188,6 +188,7 @@ static struct fake fake_of(void)
 static void fake_put(const struct fake *f)
 {
 	snap_put_u32(w, f->id);
+	snap_put_u32(w, f->version);
 	snap_put_u32(w, f->status);
 	snap_put_u32(w, 0);
 	snap_put_u32(w, 0);
@@ -262,6 +263,17 @@ Test(snapshot_virtio, hostile_state_is_refused)
 	expect_refused(&f, "do not fit"); /* a ready queue without FEATURES_OK */
 	f = base, f.ready = 2;
 	expect_refused(&f, "malformed");
+}
+
+Test(snapshot_virtio, another_state_version_is_refused)
+{
+	struct fake f = fake_of();
+
+	cr_assert_eq(f.version, 1);
+	f.version = 2;
+	expect_refused(&f, "virtio-blk: state version 2; this device saves version 1");
+	f.version = 0;
+	expect_refused(&f, "virtio-blk: state version 0; this device saves version 1");
 }
 
 Test(snapshot_virtio, another_disk_is_refused)

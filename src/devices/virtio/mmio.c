@@ -513,6 +513,7 @@ void virtio_dev_save(struct virtio_dev *d, struct snap_writer *w)
 {
 	pthread_mutex_lock(&d->lock);
 	snap_put_u32(w, d->ops->device_id);
+	snap_put_u32(w, d->ops->state_version);
 	snap_put_u32(w, status_get(d));
 	snap_put_u32(w, d->dev_features_sel);
 	snap_put_u32(w, d->drv_features_sel);
@@ -568,10 +569,10 @@ static int queue_load(struct virtio_dev *d, uint16_t i, struct virtq *q, struct 
 
 static int transport_load(struct virtio_dev *d, struct snap_reader *r)
 {
-	uint32_t id, status, irq, gen;
+	uint32_t id, version, status, irq, gen;
 	uint16_t nq;
 
-	if (snap_get_u32(r, &id) < 0 || snap_get_u32(r, &status) < 0 ||
+	if (snap_get_u32(r, &id) < 0 || snap_get_u32(r, &version) < 0 || snap_get_u32(r, &status) < 0 ||
 	    snap_get_u32(r, &d->dev_features_sel) < 0 || snap_get_u32(r, &d->drv_features_sel) < 0 ||
 	    snap_get_u64(r, &d->drv_features) < 0 || snap_get_u32(r, &d->queue_sel) < 0 ||
 	    snap_get_u32(r, &irq) < 0 || snap_get_u32(r, &gen) < 0 || snap_get_u16(r, &nq) < 0)
@@ -580,6 +581,10 @@ static int transport_load(struct virtio_dev *d, struct snap_reader *r)
 		return snap_reader_fail(r, "holds virtio device %u with %u queues; slot has virtio-%s "
 					"(device %u, %u queues)", id, nq, d->ops->name,
 					d->ops->device_id, d->ops->num_queues);
+	/* The model's data after the queues is laid out for its version only. */
+	if (version != d->ops->state_version)
+		return snap_reader_fail(r, "virtio-%s: state version %u; this device saves version %u",
+					d->ops->name, version, d->ops->state_version);
 	if (status & ~STATUS_KNOWN_BITS || irq & ~(VIRTIO_INT_VRING | VIRTIO_INT_CONFIG))
 		return snap_reader_fail(r, "virtio-%s: status %#x or interrupt status %#x invalid",
 					d->ops->name, status, irq);
