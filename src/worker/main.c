@@ -27,6 +27,8 @@
 #include "worker/options.h"
 
 #define VSOCK_GUEST_CID 3
+/* rng, the disks, net, vsock, balloon */
+#define WORKER_MAX_DEVICES (WORKER_MAX_DISKS + 4)
 
 struct worker {
 	struct worker_options opt;
@@ -34,10 +36,10 @@ struct worker {
 	struct console console;
 	bool console_open;
 	struct control *control;
-	struct virtio_dev *rng;
-	struct virtio_dev *disks[WORKER_MAX_DISKS];
-	unsigned ndisks;
-	struct virtio_dev *net, *vsock, *balloon;
+	/* in the order added (device_kinds); each kind's entry beside it */
+	struct virtio_dev *dev[WORKER_MAX_DEVICES];
+	const struct device_kind *dev_kind[WORKER_MAX_DEVICES];
+	unsigned ndevs;
 	struct vm_snapshot snap;
 	int signal_fd;
 };
@@ -77,39 +79,98 @@ static void signal_readable(void *opaque, uint32_t events)
 		vm_request_exit_signal(w->vm, (int)si.ssi_signo);
 }
 
-static int add_disks(struct worker *w, char *msg, size_t len)
+/* ---- devices ---------------------------------------------------------------- */
+
+static unsigned count_one(const struct worker *w) { return 1; }
+static unsigned count_disks(const struct worker *w) { return w->opt.ndisks; }
+static unsigned count_net(const struct worker *w) { return w->opt.net; }
+static unsigned count_vsock(const struct worker *w) { return w->opt.vsock != NULL; }
+static unsigned count_balloon(const struct worker *w) { return w->opt.balloon; }
+
+static struct virtio_dev *make_rng(struct worker *w, unsigned i)
 {
-	for (unsigned i = 0; i < w->opt.ndisks; i++) {
-		const struct worker_disk *spec = &w->opt.disks[i];
-		struct virtio_blk_options bo = {
-			.path = spec->path,
-			.read_only = spec->read_only,
-			.id = spec->id,
-		};
-		struct virtio_dev *d = virtio_blk_create(&w->vm->mem, &bo);
-		if (!d) {
-			snprintf(msg, len, "disk %s: %s", spec->path,
-				 errno == EWOULDBLOCK ? "in use by another VM (locked)" : strerror(errno));
-			return -1;
-		}
-		w->disks[w->ndisks++] = d;
-		int rc = vmm_attach_virtio(w->vm, d);
-		if (rc < 0) {
-			snprintf(msg, len, "disk %s: %s", spec->path, strerror(-rc));
-			return -1;
-		}
-	}
-	return 0;
+	return virtio_rng_create(&w->vm->mem);
 }
 
-static int attach_or_fail(struct worker *w, struct virtio_dev *d, const char *what, char *msg,
-			  size_t len)
+static struct virtio_dev *make_disk(struct worker *w, unsigned i)
 {
+	const struct worker_disk *spec = &w->opt.disks[i];
+	struct virtio_blk_options bo = {
+		.path = spec->path,
+		.read_only = spec->read_only,
+		.id = spec->id,
+	};
+
+	return virtio_blk_create(&w->vm->mem, &bo);
+}
+
+static struct virtio_dev *make_net(struct worker *w, unsigned i)
+{
+	return virtio_net_create(&w->vm->mem, w->vm->loop, NULL);
+}
+
+static struct virtio_dev *make_vsock(struct worker *w, unsigned i)
+{
+	return virtio_vsock_create(&w->vm->mem, w->vm->loop, VSOCK_GUEST_CID, w->opt.vsock, NULL);
+}
+
+static struct virtio_dev *make_balloon(struct worker *w, unsigned i)
+{
+	return virtio_balloon_create(&w->vm->mem);
+}
+
+static void what_disk(const struct worker *w, unsigned i, char *buf, size_t len)
+{
+	snprintf(buf, len, "disk %s", w->opt.disks[i].path);
+}
+
+static void what_vsock(const struct worker *w, unsigned i, char *buf, size_t len)
+{
+	/* Cut at 300 bytes as ever; a unix socket path is far shorter anyway. */
+	snprintf(buf, len < 300 ? len : 300, "--vsock %s", w->opt.vsock);
+}
+
+/*
+ * Every kind of device the worker adds, in the order it adds them: that
+ * order fixes each device's MMIO window and GSI, which snapshots record.
+ */
+static const struct device_kind {
+	const char *what;   /* names it in errors, unless describe does */
+	void (*describe)(const struct worker *w, unsigned i, char *buf, size_t len);
+	unsigned (*count)(const struct worker *w); /* how many the options ask for */
+	struct virtio_dev *(*create)(struct worker *w, unsigned i); /* NULL, errno set */
+	const char *locked; /* the error for EWOULDBLOCK from create, or NULL */
+	const char *command; /* its control command (docs/devices.md), or NULL */
+	control_fn control;
+} device_kinds[] = {
+	{ "virtio-rng", NULL, count_one, make_rng, NULL, NULL, NULL },
+	{ NULL, what_disk, count_disks, make_disk, "in use by another VM (locked)", NULL, NULL },
+	{ "--net", NULL, count_net, make_net, NULL, "net", virtio_net_control },
+	{ NULL, what_vsock, count_vsock, make_vsock, NULL, "vsock", virtio_vsock_control },
+	{ "--balloon", NULL, count_balloon, make_balloon, NULL, "balloon", virtio_balloon_control },
+};
+
+/* The i-th device of kind k, created and placed; kept for teardown even if placing fails. */
+static int add_device(struct worker *w, const struct device_kind *k, unsigned i, char *msg,
+		      size_t len)
+{
+	char what[sizeof(((struct vmm_err *)0)->msg)];
+	struct virtio_dev *d;
+	int rc;
+
+	if (k->describe)
+		k->describe(w, i, what, sizeof(what));
+	else
+		snprintf(what, sizeof(what), "%s", k->what);
+	d = k->create(w, i);
 	if (!d) {
-		snprintf(msg, len, "%s: %s", what, strerror(errno));
+		snprintf(msg, len, "%s: %s", what,
+			 k->locked && errno == EWOULDBLOCK ? k->locked : strerror(errno));
 		return -1;
 	}
-	int rc = vmm_attach_virtio(w->vm, d);
+	w->dev[w->ndevs] = d;
+	w->dev_kind[w->ndevs++] = k;
+	rc = vmm_attach_virtio(w->vm, d);
 	if (rc < 0) {
 		snprintf(msg, len, "%s: %s", what, strerror(-rc));
 		return -1;
@@ -119,29 +180,10 @@ static int attach_or_fail(struct worker *w, struct virtio_dev *d, const char *wh
 
 static int add_devices(struct worker *w, char *msg, size_t len)
 {
-	w->rng = virtio_rng_create(&w->vm->mem);
-	if (attach_or_fail(w, w->rng, "virtio-rng", msg, len) < 0)
-		return -1;
-	if (add_disks(w, msg, len) < 0)
-		return -1;
-	if (w->opt.net) {
-		w->net = virtio_net_create(&w->vm->mem, w->vm->loop, NULL);
-		if (attach_or_fail(w, w->net, "--net", msg, len) < 0)
-			return -1;
-	}
-	if (w->opt.vsock) {
-		w->vsock = virtio_vsock_create(&w->vm->mem, w->vm->loop, VSOCK_GUEST_CID, w->opt.vsock,
-					       NULL);
-		char what[300];
-		snprintf(what, sizeof(what), "--vsock %s", w->opt.vsock);
-		if (attach_or_fail(w, w->vsock, what, msg, len) < 0)
-			return -1;
-	}
-	if (w->opt.balloon) {
-		w->balloon = virtio_balloon_create(&w->vm->mem);
-		if (attach_or_fail(w, w->balloon, "--balloon", msg, len) < 0)
-			return -1;
-	}
+	for (size_t k = 0; k < sizeof(device_kinds) / sizeof(device_kinds[0]); k++)
+		for (unsigned i = 0; i < device_kinds[k].count(w); i++)
+			if (add_device(w, &device_kinds[k], i, msg, len) < 0)
+				return -1;
 	return 0;
 }
 
@@ -171,12 +213,10 @@ static int control_setup(struct worker *w, struct vmm_err *err)
 	if (!w->control)
 		return -1;
 	/* Device commands (docs/devices.md): net, vsock, balloon. */
-	if (w->net)
-		control_register(w->control, "net", virtio_net_control, w->net);
-	if (w->vsock)
-		control_register(w->control, "vsock", virtio_vsock_control, w->vsock);
-	if (w->balloon)
-		control_register(w->control, "balloon", virtio_balloon_control, w->balloon);
+	for (unsigned i = 0; i < w->ndevs; i++)
+		if (w->dev_kind[i]->command)
+			control_register(w->control, w->dev_kind[i]->command, w->dev_kind[i]->control,
+					 w->dev[i]);
 	/* Snapshots (docs/vmm.md). */
 	control_register(w->control, "snapshot", vm_snapshot_control_save, &w->snap);
 	control_register(w->control, "reset", vm_snapshot_control_reset, &w->snap);
@@ -329,12 +369,8 @@ static void worker_teardown(struct worker *w)
 	control_close(w->control);
 	if (w->console_open)
 		console_close(&w->console);
-	virtio_dev_free(w->rng);
-	for (unsigned i = 0; i < w->ndisks; i++)
-		virtio_dev_free(w->disks[i]);
-	virtio_dev_free(w->net);
-	virtio_dev_free(w->vsock);
-	virtio_dev_free(w->balloon);
+	for (unsigned i = 0; i < w->ndevs; i++)
+		virtio_dev_free(w->dev[i]);
 	vm_destroy(w->vm);
 	snap_reader_free(w->snap.st);
 	if (w->signal_fd >= 0)
