@@ -334,19 +334,19 @@ static void balloon_destroy(struct virtio_dev *d)
 	free(balloon_of(d)->chain);
 }
 
-static void balloon_stats(struct virtio_dev *d, char *buf, size_t len)
+static void balloon_stats(struct virtio_dev *d, struct virtio_dev_stats *out)
 {
 	struct virtio_balloon_stats s;
 
 	virtio_balloon_get_stats(d, &s);
-	snprintf(buf, len,
-		 "target=%u actual=%u inflated=%llu deflated=%llu released_bytes=%llu bad_pfns=%llu "
-		 "guest_reports=%llu guest_free_bytes=%llu guest_total_bytes=%llu guest_avail_bytes=%llu",
-		 s.target_pages, s.actual_pages, (unsigned long long)s.inflated_pages,
-		 (unsigned long long)s.deflated_pages, (unsigned long long)s.released_bytes,
-		 (unsigned long long)s.bad_pfns, (unsigned long long)s.guest_reports,
-		 (unsigned long long)s.guest[BALLOON_S_MEMFREE], (unsigned long long)s.guest[BALLOON_S_MEMTOT],
-		 (unsigned long long)s.guest[BALLOON_S_AVAIL]);
+	*out = (struct virtio_dev_stats){ {
+		{ "target", s.target_pages }, { "actual", s.actual_pages },
+		{ "inflated", s.inflated_pages }, { "deflated", s.deflated_pages },
+		{ "released_bytes", s.released_bytes }, { "bad_pfns", s.bad_pfns },
+		{ "guest_reports", s.guest_reports }, { "guest_free_bytes", s.guest[BALLOON_S_MEMFREE] },
+		{ "guest_total_bytes", s.guest[BALLOON_S_MEMTOT] },
+		{ "guest_avail_bytes", s.guest[BALLOON_S_AVAIL] },
+	} };
 }
 
 static const struct virtio_dev_ops balloon_ops = {

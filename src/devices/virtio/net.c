@@ -269,16 +269,15 @@ static int net_restore(struct virtio_dev *d, struct snap_reader *r)
 
 static void net_destroy(struct virtio_dev *d);
 
-static void net_stats(struct virtio_dev *d, char *buf, size_t len)
+static void net_stats(struct virtio_dev *d, struct virtio_dev_stats *out)
 {
 	struct virtio_net_stats s;
 
 	virtio_net_get_stats(d, &s);
-	snprintf(buf, len,
-		 "tx_frames=%llu tx_bytes=%llu rx_frames=%llu rx_bytes=%llu tx_dropped=%llu rx_dropped=%llu",
-		 (unsigned long long)s.tx_frames, (unsigned long long)s.tx_bytes,
-		 (unsigned long long)s.rx_frames, (unsigned long long)s.rx_bytes,
-		 (unsigned long long)s.tx_dropped, (unsigned long long)s.rx_dropped);
+	*out = (struct virtio_dev_stats){ {
+		{ "tx_frames", s.tx_frames }, { "tx_bytes", s.tx_bytes }, { "rx_frames", s.rx_frames },
+		{ "rx_bytes", s.rx_bytes }, { "tx_dropped", s.tx_dropped }, { "rx_dropped", s.rx_dropped },
+	} };
 }
 
 static const struct virtio_dev_ops net_ops = {

@@ -28,11 +28,15 @@ void virtio_dev_free(struct virtio_dev *d)
 
 void vdev_stats_reply(struct virtio_dev *d, char *reply, size_t len)
 {
-	int n = snprintf(reply, len, "ok ");
+	struct virtio_dev_stats s = { 0 };
+	size_t used;
 
-	/* One line either way, cut where a single snprintf would have cut it. */
-	if (n > 0 && (size_t)n < len)
-		d->ops->stats(d, reply + n, len - (size_t)n);
+	d->ops->stats(d, &s);
+	used = (size_t)snprintf(reply, len, "ok");
+	/* Cut at len like one snprintf of the whole line. */
+	for (unsigned i = 0; i < VIRTIO_DEV_STATS_MAX && s.f[i].key && used < len; i++)
+		used += (size_t)snprintf(reply + used, len - used, " %s=%llu", s.f[i].key,
+					 (unsigned long long)s.f[i].val);
 }
 
 void vdev_warn_once(const struct virtio_dev *d, struct vdev_pending *p, unsigned kind,

@@ -25,7 +25,7 @@
  */
 void *vdev_alloc(size_t size, const struct virtio_dev_ops *ops, const struct guest_mem *mem);
 
-/* "ok " and the device's ops->stats line: the control socket's stats reply. */
+/* "ok key=value ..." from ops->stats: the control socket's stats reply. */
 void vdev_stats_reply(struct virtio_dev *d, char *reply, size_t len);
 
 struct vdev_pending {

@@ -85,6 +85,16 @@ struct virtio_dev;
 struct snap_writer;
 struct snap_reader;
 
+/* A model's counters by name, in the order they are reported; the list
+ * ends at the first NULL key. */
+#define VIRTIO_DEV_STATS_MAX 16
+struct virtio_dev_stats {
+	struct {
+		const char *key;
+		uint64_t val;
+	} f[VIRTIO_DEV_STATS_MAX];
+};
+
 struct virtio_dev_ops {
 	const char *name; /* "blk", "vsock", ...: used in log lines */
 	uint32_t device_id;
@@ -122,9 +132,9 @@ struct virtio_dev_ops {
 	/* Frees what the model holds besides its container and the transport
 	 * (fds, buffers); virtio_dev_free() calls it. NULL: nothing to free. */
 	void (*destroy)(struct virtio_dev *d);
-	/* Writes the model's counters as "key=value ..." into buf (the control
-	 * socket's "<device> stats" reply after "ok "). NULL: none kept. */
-	void (*stats)(struct virtio_dev *d, char *buf, size_t len);
+	/* Fills in the model's counters (the control socket's "<device> stats"
+	 * reply, vdev_stats_reply()). NULL: none kept. */
+	void (*stats)(struct virtio_dev *d, struct virtio_dev_stats *s);
 };
 
 struct virtio_dev {

@@ -105,18 +105,17 @@ static int vsock_restore(struct virtio_dev *d, struct snap_reader *r)
 
 static void vsock_destroy(struct virtio_dev *d);
 
-static void vsock_stats(struct virtio_dev *d, char *buf, size_t len)
+static void vsock_stats(struct virtio_dev *d, struct virtio_dev_stats *out)
 {
 	struct virtio_vsock_stats s;
 
 	virtio_vsock_get_stats(d, &s);
-	snprintf(buf, len,
-		 "conns=%u conns_total=%llu buffered=%llu bytes_to_guest=%llu bytes_from_guest=%llu "
-		 "pkts_dropped=%llu credit_violations=%llu rsts_dropped=%llu",
-		 s.conns, (unsigned long long)s.conns_total, (unsigned long long)s.buffered,
-		 (unsigned long long)s.bytes_to_guest, (unsigned long long)s.bytes_from_guest,
-		 (unsigned long long)s.pkts_dropped, (unsigned long long)s.credit_violations,
-		 (unsigned long long)s.rsts_dropped);
+	*out = (struct virtio_dev_stats){ {
+		{ "conns", s.conns }, { "conns_total", s.conns_total }, { "buffered", s.buffered },
+		{ "bytes_to_guest", s.bytes_to_guest }, { "bytes_from_guest", s.bytes_from_guest },
+		{ "pkts_dropped", s.pkts_dropped }, { "credit_violations", s.credit_violations },
+		{ "rsts_dropped", s.rsts_dropped },
+	} };
 }
 
 static const struct virtio_dev_ops vsock_ops = {
