@@ -119,7 +119,7 @@ void tree_kill(const char *cgroup_path, pid_t pgid);
 int seal_quiesce(const struct init_state *st, char *why, size_t whylen);
 /* RESUME's end: thaws them and unseals; 0 or a positive errno, why says what. */
 int seal_release(const struct init_state *st, char *why, size_t whylen);
-/* Waits while sealed, at most st->seal_wait_ms: 0, or -ETIMEDOUT. */
+/* Waits while sealed, at most st->seal_wait_ms: 0 (not sealed), 1 (waited), or -ETIMEDOUT. */
 int seal_wait(const struct init_state *st);
 /* For a cgroup made after passing seal_wait: frozen too if a seal began meanwhile; 0 or a positive errno. */
 int seal_adopt(const struct init_state *st, const char *cgroup_path);

@@ -59,11 +59,11 @@ int seal_wait(const struct init_state *st)
 {
 	uint64_t deadline = init_now_ns() + (uint64_t)st->seal_wait_ms * 1000000u;
 
-	for (;;) {
+	for (int waited = 0;; waited = 1) {
 		uint64_t now = init_now_ns();
 
 		if (!seal_get(st->shared))
-			return 0;
+			return waited;
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		/* Returns at once if the word is no longer 1: no lost wake-up. */

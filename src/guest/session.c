@@ -468,16 +468,47 @@ static bool sealed_out(uint8_t type)
 	       type == PROTO_TCP_CONNECT || type == PROTO_SIGNAL_WORKLOAD;
 }
 
-static int dispatch(const struct init_state *st, int conn, struct proto_reader *rd, const struct proto_frame *f)
+/*
+ * A request that waited out a seal may be in a clone of the snapshot
+ * taken meanwhile, whose vsock reset ended its connection: its host is
+ * gone, and the request must not run there.
+ */
+static bool host_gone(int conn)
+{
+	struct pollfd p = { .fd = conn, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
+/* 0: serve f; otherwise the request is answered (or dropped) and this is dispatch's result. */
+static int sealed_gate(const struct init_state *st, int conn, const struct proto_frame *f)
 {
 	char msg[256];
+	int rc;
 
-	if (sealed_out(f->type) && seal_wait(st) < 0) {
+	if (!sealed_out(f->type))
+		return 0;
+	rc = seal_wait(st);
+	if (rc < 0) {
 		snprintf(msg, sizeof(msg),
 			 "the VM was quiesced for a snapshot and not resumed within %u ms: '%s' was not served",
 			 st->seal_wait_ms, proto_type_name(f->type));
-		return reply_error(conn, ETIMEDOUT, msg);
+		reply_error(conn, ETIMEDOUT, msg);
+		return -ETIMEDOUT;
 	}
+	if (rc > 0 && host_gone(conn)) {
+		agent_log("session: the host went away while the VM was sealed; '%s' dropped", proto_type_name(f->type));
+		return -EPIPE;
+	}
+	return 0;
+}
+
+static int dispatch(const struct init_state *st, int conn, struct proto_reader *rd, const struct proto_frame *f)
+{
+	int rc = sealed_gate(st, conn, f);
+
+	if (rc)
+		return rc;
 	switch (f->type) {
 	case PROTO_EXEC:
 		return run_exec(st, conn, rd, f);

@@ -156,6 +156,41 @@ Test(seal, unresumed_seal_fails_requests_clearly, .init = start_musl)
 	free(out);
 }
 
+/* Sends HELLO and an exec of `sh -c script`, then hangs up without waiting for anything. */
+static void exec_and_hang_up(const char *script)
+{
+	const char *argv[] = { "sh", "-c", script, NULL };
+	const char **cmds[] = { argv };
+	struct proto_exec e = { .cwd = "", .user = "", .ncmds = 1, .cmds = cmds };
+	struct agent_conn c;
+	sm_error *err = NULL;
+
+	cr_assert(agent_open(&c, &fx.target, false, &err) == 0, "%s", sm_error_string(err));
+	cr_assert(proto_encode_exec(&c.out, &e) == 0);
+	cr_assert(agent_send(&c, 0, &err) == 0, "%s", sm_error_string(err));
+	usleep(200 * 1000); /* the agent has read the request and waits on the seal */
+	agent_close(&c);
+}
+
+/* As in a clone whose vsock reset ended the connection of a request that waited on the seal. */
+Test(seal, request_whose_host_left_is_dropped)
+{
+	char marker[128], script[256], *log;
+
+	snprintf(marker, sizeof(marker), "/tmp/sm-seal-ghost-%d", (int)getpid());
+	snprintf(script, sizeof(script), "touch %s", marker);
+	unlink(marker);
+	quiesce();
+	exec_and_hang_up(script);
+	resume();
+	usleep(500 * 1000);
+	cr_expect(access(marker, F_OK) < 0, "an exec whose host had gone ran after the resume");
+	unlink(marker);
+	log = agent_fixture_log(&fx);
+	cr_expect(strstr(log, "the host went away while the VM was sealed"), "%s", log);
+	free(log);
+}
+
 /* A directory that is no cgroup: each exec runs outside one, as when making its cgroup fails in a VM. */
 Test(seal, quiesce_refused_after_an_uncontained_exec)
 {
