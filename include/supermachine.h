@@ -338,7 +338,10 @@ void sm_forward_stop(sm_forward *f);
 
 /*
  * Captures vm into name_or_dir, which must not exist yet; the VM keeps
- * running. The guest syncs its disks first. 0 or -1.
+ * running. The guest syncs its disks and is sealed first (its workload
+ * and execs frozen), and is resumed afterwards, whether the capture
+ * worked or not, with the clock and fresh entropy a clone gets
+ * (docs/snapshots.md). 0 or -1.
  */
 int sm_vm_snapshot(sm_vm *vm, const char *name_or_dir, sm_error **err);
 
@@ -347,8 +350,10 @@ int sm_vm_snapshot(sm_vm *vm, const char *name_or_dir, sm_error **err);
  * present and of the right size, the kernel and initramfs that
  * cfg->assets discovery finds and the rootfs still match their digests:
  * SM_E_SNAPSHOT otherwise, before any guest code runs), restores it in a
- * new worker, sets the guest clock to now, adds fresh entropy and applies
- * the balloon target. Memory, vCPUs, network, env and workload come from
+ * new worker, sets the guest clock to now, adds fresh entropy and has
+ * the guest's CRNG reseeded from it before its workload or any exec runs
+ * again (clones never share random numbers), and applies the balloon
+ * target. Memory, vCPUs, network, env and workload come from
  * the snapshot: cfg (NULL = defaults) may repeat them but not change
  * them; its volumes, assets, console_log, detached, label and
  * boot_timeout_ms apply. sm_vm_start() restores too when its image is the
@@ -358,7 +363,7 @@ sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *cfg, sm_error 
 
 /*
  * Puts a VM that was restored back to its snapshot in place (its copied
- * pages dropped, all state reloaded, clock and entropy fresh): what a
+ * pages dropped, all state reloaded, clock, entropy and CRNG fresh): what a
  * pool does between users. SM_E_INVALID for a VM that was booted.
  */
 int sm_vm_reset(sm_vm *vm, sm_error **err);

@@ -131,6 +131,8 @@ pid_t agent_start_workload(struct init_state *st)
 	if (!spec.envp)
 		return -1;
 	spec.cgroup_fd = cgroup_create(st->cgroup_root, "workload", cg, sizeof(cg));
+	if (spec.cgroup_fd < 0 && (st->pid1 || st->cgroup_root[0]))
+		seal_uncontained(st, "the workload");
 	pid = spawn_command(&spec);
 	if (spec.cgroup_fd >= 0)
 		close(spec.cgroup_fd);

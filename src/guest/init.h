@@ -34,12 +34,21 @@
 struct init_shared {
 	volatile uint64_t heartbeat;  /* bytes written to the heartbeat FIFO */
 	volatile pid_t workload_pid;  /* 0 when there is none (any more) */
+	/*
+	 * 1 from QUIESCE to RESUME (seal.c): a futex word, so sessions that
+	 * must not run while sealed sleep on it. Only __atomic accesses.
+	 */
+	uint32_t sealed;
+	/* Set for good once a workload or exec ran outside its cgroup: it cannot be frozen. */
+	uint32_t uncontained;
 };
 
 /* PID 1's own process state: the one struct of mutable state /init keeps. */
 struct init_state {
 	bool pid1;          /* real init in a VM, not --agent-only on a host */
 	bool allow_clock;   /* --agent-only: let SET_TIME set this machine's clock */
+	bool test_resume;   /* --agent-only: RESUME only thaws and unseals (tests) */
+	uint32_t seal_wait_ms; /* how long a request waits for RESUME while sealed */
 	const char *listen; /* "vsock:PORT" or "unix:PATH" */
 	const char *heartbeat_path;
 	char cgroup_root[256]; /* cgroup v2 directory for per-exec cgroups, "" = none */
@@ -103,6 +112,19 @@ void cgroup_remove(const char *path);
 size_t tree_descendants(pid_t root, pid_t *out, size_t max);
 /* Kills every descendant of this (subreaper) process, and the cgroup if any. */
 void tree_kill(const char *cgroup_path, pid_t pgid);
+
+/* seal.c */
+#define SEAL_WAIT_MS 60000u
+/* QUIESCE: seals and freezes every child cgroup of the cgroup root; 0 or a positive errno, why says what. */
+int seal_quiesce(const struct init_state *st, char *why, size_t whylen);
+/* RESUME's end: thaws them and unseals; 0 or a positive errno, why says what. */
+int seal_release(const struct init_state *st, char *why, size_t whylen);
+/* Waits while sealed, at most st->seal_wait_ms: 0 (not sealed), 1 (waited), or -ETIMEDOUT. */
+int seal_wait(const struct init_state *st);
+/* For a cgroup made after passing seal_wait: frozen too if a seal began meanwhile; 0 or a positive errno. */
+int seal_adopt(const struct init_state *st, const char *cgroup_path);
+/* A workload or exec got no cgroup although the agent uses them. */
+void seal_uncontained(const struct init_state *st, const char *what);
 
 /* files.c */
 int files_receive(int conn, struct proto_reader *rd, const char *path, uint32_t mode, uid_t uid,

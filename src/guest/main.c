@@ -22,8 +22,10 @@ static void usage(FILE *to)
 		"  --heartbeat PATH  count bytes written to this FIFO as heartbeats\n"
 		"  --cgroup DIR      run each exec in a cgroup v2 under DIR (cgroup.kill)\n"
 		"  --ready-fd N      write one byte to fd N once listening\n"
-		"  --allow-clock     let set-time change this machine's clock\n",
-		PROTO_AGENT_PORT);
+		"  --allow-clock     let set-time change this machine's clock\n"
+		"  --test-resume     resume only thaws and unseals: this machine's clock and RNG stay as they are\n"
+		"  --seal-wait-ms N  how long a request waits for a resume while sealed (default %u)\n",
+		PROTO_AGENT_PORT, SEAL_WAIT_MS);
 }
 
 static int load_config_file(struct init_state *st, const char *path)
@@ -54,6 +56,8 @@ static int parse_args(struct init_state *st, int argc, char **argv)
 		{ "cgroup", required_argument, NULL, 'g' },
 		{ "ready-fd", required_argument, NULL, 'r' },
 		{ "allow-clock", no_argument, NULL, 'k' },
+		{ "test-resume", no_argument, NULL, 't' },
+		{ "seal-wait-ms", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -69,6 +73,8 @@ static int parse_args(struct init_state *st, int argc, char **argv)
 		case 'g': snprintf(st->cgroup_root, sizeof(st->cgroup_root), "%s", optarg); break;
 		case 'r': st->ready_fd = atoi(optarg); break;
 		case 'k': st->allow_clock = true; break;
+		case 't': st->test_resume = true; break;
+		case 'w': st->seal_wait_ms = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
@@ -105,11 +111,12 @@ int main(int argc, char **argv)
 	int rc;
 	struct init_state st = {
 		.listen_fd = -1, .sig_fd = -1, .ctl_rd = -1, .ctl_wr = -1, .heartbeat_fd = -1, .ready_fd = -1,
+		.seal_wait_ms = SEAL_WAIT_MS,
 	};
 
 	st.start_ns = init_now_ns();
 	st.pid1 = getpid() == 1;
-	/* Shared with the session processes: the heartbeat count and the workload's pid. */
+	/* Shared with the session processes: the heartbeat count, the workload's pid, the seal. */
 	st.shared = mmap(NULL, sizeof(*st.shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (st.shared == MAP_FAILED) {
 		perror("init: mmap");

@@ -623,6 +623,26 @@ static void run_free(struct run *r)
 	proto_buf_free(&r->in);
 }
 
+/*
+ * The exec's own cgroup, frozen at once if a seal began after this exec
+ * passed its gate (seal.c): 0 or a positive errno with why.
+ */
+static int exec_cgroup(struct run *r, char *why, size_t whylen)
+{
+	const struct init_state *st = r->st;
+	char name[64];
+	int rc;
+
+	snprintf(name, sizeof(name), "sm-exec-%d", (int)getpid());
+	r->cg_fd = cgroup_create(st->cgroup_root, name, r->cg_path, sizeof(r->cg_path));
+	if (r->cg_fd < 0 && (st->pid1 || st->cgroup_root[0]))
+		seal_uncontained(st, "an exec");
+	rc = seal_adopt(st, r->cg_path);
+	if (rc)
+		snprintf(why, whylen, "freezing the exec's cgroup %.256s for a snapshot: %s", r->cg_path, strerror(rc));
+	return rc;
+}
+
 int run_exec(const struct init_state *st, int conn, struct proto_reader *rd, const struct proto_frame *req)
 {
 	struct run r = {
@@ -631,7 +651,6 @@ int run_exec(const struct init_state *st, int conn, struct proto_reader *rd, con
 	};
 	struct proto_frame own = *req;
 	char why[PROTO_MAX_MESSAGE] = "";
-	char name[64];
 	int rc;
 
 	/* The request's strings point into the reader's buffer, which later reads reuse. */
@@ -664,8 +683,11 @@ int run_exec(const struct init_state *st, int conn, struct proto_reader *rd, con
 		rc = send_error(&r, -rc, why);
 		goto out;
 	}
-	snprintf(name, sizeof(name), "sm-exec-%d", (int)getpid());
-	r.cg_fd = cgroup_create(st->cgroup_root, name, r.cg_path, sizeof(r.cg_path));
+	rc = exec_cgroup(&r, why, sizeof(why));
+	if (rc) {
+		rc = send_error(&r, rc, why);
+		goto out;
+	}
 	r.start_ns = init_now_ns();
 	if (r.req.timeout_ms)
 		r.deadline_ns = r.start_ns + (uint64_t)r.req.timeout_ms * 1000000u;

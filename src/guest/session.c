@@ -124,23 +124,37 @@ static int do_ping(int conn, const struct proto_frame *f)
 	return do_ping_reply(conn);
 }
 
+/* 0 or a positive errno */
+static int set_realtime(uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
+
+	return clock_settime(CLOCK_REALTIME, &ts) < 0 ? errno : 0;
+}
+
 static int do_set_time(const struct init_state *st, int conn, const struct proto_frame *f)
 {
-	struct timespec ts;
 	uint64_t ns;
+	int rc;
 
 	if (proto_decode_u64(f, &ns) < 0)
 		return -EPROTO;
 	if (!st->pid1 && !st->allow_clock)
 		return reply_error(conn, EPERM, "set-time is disabled for an agent that is not the VM's init");
-	ts.tv_sec = (time_t)(ns / 1000000000u);
-	ts.tv_nsec = (long)(ns % 1000000000u);
-	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
-		return reply_error(conn, errno, "clock_settime failed");
+	rc = set_realtime(ns);
+	if (rc)
+		return reply_error(conn, rc, "clock_settime failed");
 	return reply_ok(conn);
 }
 
-/* Adds n bytes to the kernel's pool, credited: 0 or a positive errno, *what says which step failed. */
+/*
+ * Adds n bytes to the kernel's input pool, credited, then has the CRNG
+ * take its next key from that pool at once: 0 or a positive errno, *what
+ * says which step failed. Credited, not just mixed in, and reseeded: on
+ * Linux 6.1 RNDADDENTROPY only feeds the input pool, and the CRNG (what
+ * getrandom and /dev/urandom read) would keep the key it had at the
+ * capture until its reseed interval passed.
+ */
 static int entropy_add(const uint8_t *p, size_t n, const char **what)
 {
 	struct {
@@ -149,7 +163,6 @@ static int entropy_add(const uint8_t *p, size_t n, const char **what)
 	} pool;
 	int fd, rc;
 
-	/* Credited, not just mixed in: a restored clone must not reuse its parent's RNG state. */
 	pool.info.entropy_count = (int)(n * 8);
 	pool.info.buf_size = (int)n;
 	memcpy(pool.bytes, p, n);
@@ -158,10 +171,14 @@ static int entropy_add(const uint8_t *p, size_t n, const char **what)
 		*what = "open /dev/urandom failed";
 		return errno;
 	}
+	*what = "RNDADDENTROPY failed";
 	rc = ioctl(fd, RNDADDENTROPY, &pool);
+	if (rc == 0) {
+		*what = "RNDRESEEDCRNG failed";
+		rc = ioctl(fd, RNDRESEEDCRNG);
+	}
 	rc = rc < 0 ? errno : 0;
 	close(fd);
-	*what = "RNDADDENTROPY failed";
 	return rc;
 }
 
@@ -180,45 +197,70 @@ static int do_entropy(int conn, const struct proto_frame *f)
 	return reply_ok(conn);
 }
 
+/* RESUME's clock and RNG steps: 0 or a positive errno, *what says which failed. */
+static int resume_clock_rng(const struct proto_resume *r, const char **what)
+{
+	int rc = set_realtime(r->realtime_ns);
+
+	if (rc) {
+		*what = "clock_settime failed";
+		return rc;
+	}
+	return entropy_add(r->entropy, r->nentropy, what);
+}
+
 /*
  * The first request after a snapshot restore or reset: the host's wall
- * clock (the guest's stopped at capture) and fresh entropy (every clone
- * starts from the same RNG state). Answers PONG with the clocks after.
+ * clock (the guest's stopped at capture), fresh entropy and a CRNG
+ * reseed (every clone starts from the same RNG state), and only then
+ * the thaw of what QUIESCE froze (seal.c). A failed step leaves the VM
+ * sealed. Answers PONG with the clocks after.
  */
 static int do_resume(const struct init_state *st, int conn, const struct proto_frame *f)
 {
 	struct proto_resume r;
-	struct timespec ts;
+	char why[PROTO_MAX_PATH + 64];
 	const char *what;
 	int rc;
 
 	if (proto_decode_resume(f, &r) < 0)
 		return -EPROTO;
-	if (!st->pid1 && !st->allow_clock)
+	if (!st->pid1 && !st->allow_clock && !st->test_resume)
 		return reply_error(conn, EPERM, "resume is disabled for an agent that is not the VM's init");
-	ts.tv_sec = (time_t)(r.realtime_ns / 1000000000u);
-	ts.tv_nsec = (long)(r.realtime_ns % 1000000000u);
-	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
-		return reply_error(conn, errno, "clock_settime failed");
-	rc = entropy_add(r.entropy, r.nentropy, &what);
-	if (rc)
+	/* --test-resume: a test of the seal on a host, whose clock and RNG are not ours to touch */
+	rc = st->test_resume ? 0 : resume_clock_rng(&r, &what);
+	if (rc) {
+		agent_log("resume: %s: %s; the VM stays sealed", what, strerror(rc));
 		return reply_error(conn, rc, what);
+	}
+	rc = seal_release(st, why, sizeof(why));
+	if (rc)
+		return reply_error(conn, rc, why);
 	return do_ping_reply(conn);
 }
 
-static int do_quiesce(int conn, const struct proto_frame *f)
+/*
+ * Before a capture: data to the disks (page cache stays: a snapshot wants
+ * it warm), the settle time, then the seal (seal.c), then a last sync of
+ * what the workload wrote until it froze.
+ */
+static int do_quiesce(const struct init_state *st, int conn, const struct proto_frame *f)
 {
+	char why[PROTO_MAX_PATH + 256];
 	uint32_t settle_ms;
 	struct timespec ts;
+	int rc;
 
 	if (proto_decode_quiesce(f, &settle_ms) < 0)
 		return -EPROTO;
-	/* Dirty data to the disks; page cache stays (a snapshot wants it warm). */
 	sync();
 	ts.tv_sec = settle_ms / 1000;
 	ts.tv_nsec = (long)(settle_ms % 1000) * 1000000;
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+	rc = seal_quiesce(st, why, sizeof(why));
+	if (rc)
+		return reply_error(conn, rc, why);
 	sync();
 	return reply_ok(conn);
 }
@@ -419,8 +461,54 @@ out:
 
 /* ---- dispatch ------------------------------------------------------------------- */
 
+/* Requests that run or reach guest code: none is served between QUIESCE and RESUME (seal.c). */
+static bool sealed_out(uint8_t type)
+{
+	return type == PROTO_EXEC || type == PROTO_WRITE_FILE || type == PROTO_READ_FILE ||
+	       type == PROTO_TCP_CONNECT || type == PROTO_SIGNAL_WORKLOAD;
+}
+
+/*
+ * A request that waited out a seal may be in a clone of the snapshot
+ * taken meanwhile, whose vsock reset ended its connection: its host is
+ * gone, and the request must not run there.
+ */
+static bool host_gone(int conn)
+{
+	struct pollfd p = { .fd = conn, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
+/* 0: serve f; otherwise the request is answered (or dropped) and this is dispatch's result. */
+static int sealed_gate(const struct init_state *st, int conn, const struct proto_frame *f)
+{
+	char msg[256];
+	int rc;
+
+	if (!sealed_out(f->type))
+		return 0;
+	rc = seal_wait(st);
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg),
+			 "the VM was quiesced for a snapshot and not resumed within %u ms: '%s' was not served",
+			 st->seal_wait_ms, proto_type_name(f->type));
+		reply_error(conn, ETIMEDOUT, msg);
+		return -ETIMEDOUT;
+	}
+	if (rc > 0 && host_gone(conn)) {
+		agent_log("session: the host went away while the VM was sealed; '%s' dropped", proto_type_name(f->type));
+		return -EPIPE;
+	}
+	return 0;
+}
+
 static int dispatch(const struct init_state *st, int conn, struct proto_reader *rd, const struct proto_frame *f)
 {
+	int rc = sealed_gate(st, conn, f);
+
+	if (rc)
+		return rc;
 	switch (f->type) {
 	case PROTO_EXEC:
 		return run_exec(st, conn, rd, f);
@@ -437,7 +525,7 @@ static int dispatch(const struct init_state *st, int conn, struct proto_reader *
 	case PROTO_ADD_ENTROPY:
 		return do_entropy(conn, f);
 	case PROTO_QUIESCE:
-		return do_quiesce(conn, f);
+		return do_quiesce(st, conn, f);
 	case PROTO_PROBE_LISTEN:
 		return do_probe(conn, f);
 	case PROTO_HEARTBEAT:

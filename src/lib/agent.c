@@ -296,6 +296,7 @@ int agent_recv_nb(struct agent_conn *c, struct proto_frame *f, sm_error **err)
 			sm_error_set(err, SM_E_PROTOCOL, 0, "guest agent sent a malformed error frame");
 			return -1;
 		}
+		c->refused = true;
 		sm_error_set(err, code_for_errno(pe.err), 0, "guest agent: %s", pe.message);
 		return -1;
 	}
@@ -443,11 +444,14 @@ int agent_resume(const struct agent_target *t, uint64_t realtime_ns, const void 
 			     PROTO_MIN_RESUME_ENTROPY, PROTO_MAX_ENTROPY, n);
 		return -1;
 	}
-	rc = roundtrip(t, &c, enc_resume, &r, PROTO_PONG, &f, "resume the guest (clock, entropy)", err);
+	rc = roundtrip(t, &c, enc_resume, &r, PROTO_PONG, &f, "resume the guest (clock, entropy, CRNG reseed)",
+		       err);
 	if (rc == 0 && proto_decode_pong(&f, pong) < 0) {
 		sm_error_set(err, SM_E_PROTOCOL, 0, "resume: malformed pong");
 		rc = -1;
 	}
+	if (rc < 0 && c.refused)
+		rc = AGENT_REFUSED;
 	agent_close(&c);
 	return rc;
 }

@@ -44,6 +44,7 @@ struct agent_conn {
 	struct proto_buf out;
 	uint32_t caps;   /* from the agent's HELLO */
 	bool hello_seen;
+	bool refused;    /* the agent itself answered with an ERROR */
 };
 
 /*
@@ -73,11 +74,20 @@ int agent_ping(const struct agent_target *t, struct proto_pong *pong, sm_error *
 int agent_set_time(const struct agent_target *t, uint64_t realtime_ns, sm_error **err);
 int agent_add_entropy(const struct agent_target *t, const void *p, size_t n, sm_error **err);
 /*
- * RESUME (after a restore or reset): sets the guest clock to realtime_ns
- * and adds n bytes of entropy; *pong gets the guest's clocks after it.
+ * RESUME (after a restore or reset, or after a capture of a running VM):
+ * sets the guest clock to realtime_ns, adds n bytes of entropy and has
+ * the guest reseed its CRNG, then unseals what QUIESCE sealed; *pong
+ * gets the guest's clocks after it. -1 on failure, AGENT_REFUSED when
+ * the agent answered with an error (asking again cannot help).
  */
+#define AGENT_REFUSED (-2)
 int agent_resume(const struct agent_target *t, uint64_t realtime_ns, const void *entropy, size_t n,
 		 struct proto_pong *pong, sm_error **err);
+/*
+ * QUIESCE before a capture: syncs, waits settle_ms, and seals the guest
+ * (its workload and execs frozen, exec and file requests held) until the
+ * next agent_resume: whoever quiesces a VM that keeps running resumes it.
+ */
 int agent_quiesce(const struct agent_target *t, uint32_t settle_ms, sm_error **err);
 /* port 0: any. *found_port: the listening port found. */
 int agent_probe_listen(const struct agent_target *t, uint16_t port, bool *found, uint16_t *found_port,

@@ -20,6 +20,7 @@
 
 #include "lib/error.h"
 #include "lib/hostcheck.h"
+#include "lib/log.h"
 #include "oci/oci.h"
 
 #define SNAP_CAPTURE_TIMEOUT_MS 600000
@@ -247,6 +248,73 @@ static int dir_install(const char *tmp, const char *dir, bool replace, sm_error 
 	return 0;
 }
 
+/* ---- resume: clock, entropy, CRNG reseed, thaw (docs/snapshots.md) ---- */
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One RESUME: the host's clock, fresh entropy (the guest reseeds its CRNG from it), the thaw. */
+static int restore_resume_once(struct sm_vm *vm, sm_error **err)
+{
+	uint8_t rnd[PROTO_RESUME_ENTROPY];
+	struct proto_pong pong;
+
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return sm_error_set(err, SM_E_IO, errno, "getrandom"), -1;
+	return agent_resume(&vm->target, realtime_ns(), rnd, sizeof(rnd), &pong, err);
+}
+
+/*
+ * Whether the agent itself refused us (another protocol version, a
+ * malformed answer): retrying cannot help. Anything on the way there (the
+ * socket not bound yet, a CONNECT reset while the guest's vsock transport
+ * resets) can.
+ */
+static bool resume_hopeless(const sm_error *e)
+{
+	const sm_error *root = e;
+
+	while (sm_error_cause(root))
+		root = sm_error_cause(root);
+	if (sm_error_code(root) == SM_E_UNSUPPORTED || sm_error_code(root) == SM_E_INVALID)
+		return true;
+	return sm_error_code(root) == SM_E_PROTOCOL && sm_error_errno(root) == 0;
+}
+
+/*
+ * The first connection after a restore or reset (or a capture of a
+ * running VM, which left it sealed): retried until the agent answers.
+ */
+static int restore_resume(struct sm_vm *vm, uint32_t timeout_ms, const char *during, sm_error **err)
+{
+	uint64_t deadline = agent_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	useconds_t pause = 1000;
+
+	for (;;) {
+		sm_error *e = NULL;
+		int rc = restore_resume_once(vm, &e);
+
+		if (rc == 0)
+			return 0;
+		if (rc == AGENT_REFUSED || resume_hopeless(e) || !sm_vm_running(vm) || agent_now_ns() >= deadline) {
+			if (err)
+				*err = e;
+			else
+				sm_error_free(e);
+			return vm_failed(vm, during, err);
+		}
+		sm_error_free(e);
+		usleep(pause);
+		if (pause < 50000)
+			pause *= 2;
+	}
+}
+
 /* ---- capture ---- */
 
 int snapshot_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_error **err)
@@ -346,14 +414,41 @@ out:
 	return rc;
 }
 
+/*
+ * The capture's QUIESCE sealed the VM: its workload and execs stay frozen
+ * until a RESUME, which also gives it fresh entropy as its clones get.
+ * Resumed whether the capture worked or not; rc is the capture's result.
+ */
+static int capture_resume(struct sm_vm *vm, int rc, sm_error **err)
+{
+	sm_error *e = NULL;
+
+	if (!sm_vm_running(vm) || restore_resume(vm, SNAP_RESET_TIMEOUT_MS, "resume after the capture", &e) == 0)
+		return rc;
+	if (rc < 0) {
+		log_warn("VM %s stays sealed after a failed capture: %s", vm->id, sm_error_string(e));
+		sm_error_free(e);
+		return rc;
+	}
+	if (err)
+		*err = e;
+	else
+		sm_error_free(e);
+	sm_error_wrap(err, "the snapshot was written, but VM %s could not be resumed after it", vm->id);
+	return -1;
+}
+
 int sm_vm_snapshot(sm_vm *vm, const char *name_or_dir, sm_error **err)
 {
 	char dir[4096];
+	int rc;
 
 	if (!vm)
 		return sm_error_set(err, SM_E_INVALID, 0, "snapshot: no VM"), -1;
-	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0 ||
-	    snapshot_capture(vm, dir, NULL, false, err) < 0)
+	rc = snapshot_resolve(name_or_dir, dir, sizeof(dir), err);
+	if (rc == 0)
+		rc = capture_resume(vm, snapshot_capture(vm, dir, NULL, false, err), err);
+	if (rc < 0)
 		return sm_error_wrap(err, "snapshot VM %s to %s", vm->id, name_or_dir ? name_or_dir : ""), -1;
 	return 0;
 }
@@ -427,66 +522,6 @@ static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asse
 	return vm_spawn_argv(vm, a->argv, cfg->detached, err);
 }
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* One RESUME: the host's clock, fresh entropy. */
-static int restore_resume_once(struct sm_vm *vm, sm_error **err)
-{
-	uint8_t rnd[PROTO_RESUME_ENTROPY];
-	struct proto_pong pong;
-
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		return sm_error_set(err, SM_E_IO, errno, "getrandom"), -1;
-	return agent_resume(&vm->target, realtime_ns(), rnd, sizeof(rnd), &pong, err);
-}
-
-/*
- * Whether the agent itself refused us (another protocol version, a
- * malformed answer): retrying cannot help. Anything on the way there (the
- * socket not bound yet, a CONNECT reset while the guest's vsock transport
- * resets) can.
- */
-static bool resume_hopeless(const sm_error *e)
-{
-	const sm_error *root = e;
-
-	while (sm_error_cause(root))
-		root = sm_error_cause(root);
-	if (sm_error_code(root) == SM_E_UNSUPPORTED || sm_error_code(root) == SM_E_INVALID)
-		return true;
-	return sm_error_code(root) == SM_E_PROTOCOL && sm_error_errno(root) == 0;
-}
-
-/* The first connection after a restore or reset: retried until the agent answers. */
-static int restore_resume(struct sm_vm *vm, uint32_t timeout_ms, sm_error **err)
-{
-	uint64_t deadline = agent_now_ns() + (uint64_t)timeout_ms * 1000000u;
-	useconds_t pause = 1000;
-
-	for (;;) {
-		sm_error *e = NULL;
-		if (restore_resume_once(vm, &e) == 0)
-			return 0;
-		if (resume_hopeless(e) || !sm_vm_running(vm) || agent_now_ns() >= deadline) {
-			if (err)
-				*err = e;
-			else
-				sm_error_free(e);
-			return vm_failed(vm, "resume after restore", err);
-		}
-		sm_error_free(e);
-		usleep(pause);
-		if (pause < 50000)
-			pause *= 2;
-	}
-}
-
 static int restore_balloon(struct sm_vm *vm, sm_error **err)
 {
 	char req[64], reply[256];
@@ -537,7 +572,8 @@ static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_
 	vm->balloon_target = m->balloon ? m->balloon_target_pages : 0;
 	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0 ||
 	    restore_spawn(vm, dir, assets, m, cfg, a, err) < 0 || restore_record(vm, m, cfg, err) < 0 ||
-	    restore_resume(vm, cfg->boot_timeout_ms ? cfg->boot_timeout_ms : VM_DEFAULT_BOOT_TIMEOUT_MS, err) < 0 ||
+	    restore_resume(vm, cfg->boot_timeout_ms ? cfg->boot_timeout_ms : VM_DEFAULT_BOOT_TIMEOUT_MS,
+			   "resume after restore", err) < 0 ||
 	    restore_balloon(vm, err) < 0)
 		goto out;
 	vm->image_cmd = snapmeta_image_command(m);
@@ -593,7 +629,7 @@ int sm_vm_reset(sm_vm *vm, sm_error **err)
 		return -1;
 	if (vm_control_timeout(vm, "reset", reply, sizeof(reply), SNAP_RESET_TIMEOUT_MS, err) < 0)
 		return vm_failed(vm, "reset", err);
-	if (restore_resume(vm, VM_DEFAULT_BOOT_TIMEOUT_MS, err) < 0)
+	if (restore_resume(vm, VM_DEFAULT_BOOT_TIMEOUT_MS, "resume after reset", err) < 0)
 		return -1;
 	return restore_balloon(vm, err);
 }

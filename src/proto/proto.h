@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC 0x47414d53u /* "SMAG" little-endian */
-#define PROTO_VERSION 2u /* 2: RESUME */
+#define PROTO_VERSION 3u /* 2: RESUME; 3: QUIESCE seals the guest until RESUME, which reseeds its CRNG */
 #define PROTO_AGENT_PORT 1028u
 /* Where /init finds its configuration: INIT_CONFIG_NAME in the initramfs, "/" + it at run time. */
 #define INIT_CONFIG_NAME "sm/config"
@@ -52,7 +52,7 @@ enum proto_type {
 	PROTO_HEARTBEAT = 25,
 	PROTO_SHUTDOWN = 26,
 	PROTO_SIGNAL_WORKLOAD = 27,
-	PROTO_RESUME = 28,          /* after a snapshot restore: clock + entropy (v2) */
+	PROTO_RESUME = 28,          /* after a snapshot restore: clock, entropy, CRNG reseed, thaw (v2, v3) */
 
 	/* streams and controls inside a request */
 	PROTO_STDIN = 32,

@@ -31,7 +31,7 @@ def strv(items):
 
 
 def hello(caps=0):
-    return frame("HELLO", struct.pack("<III", 0x47414D53, 2, caps))
+    return frame("HELLO", struct.pack("<III", 0x47414D53, 3, caps))
 
 
 def exec_req(cmds, env=(), cwd="", user="", tty=False, rows=0, cols=0, timeout=0, nfiles=0):

@@ -513,20 +513,12 @@ Test(agent, silent_client_does_not_block_others)
 
 static void start_with_workload(const char *const *argv, uint32_t nargv)
 {
-	struct proto_config cfg = { .hostname = "", .root_dev = "", .root_fstype = "", .workdir = "", .user = "",
-				    .argv = (const char **)argv, .nargv = nargv };
-	struct proto_buf b = { 0 };
 	char cfgpath[256], hb[256];
-	int fd;
 
 	agent_fixture_stop(&fx);
 	snprintf(cfgpath, sizeof(cfgpath), "/tmp/sm-test-config-%d", (int)getpid());
 	snprintf(hb, sizeof(hb), "/tmp/sm-test-heartbeat-%d", (int)getpid());
-	cr_assert(proto_encode_config(&b, &cfg) == 0);
-	fd = open(cfgpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert(fd >= 0 && write(fd, b.data, b.len) == (ssize_t)b.len);
-	close(fd);
-	proto_buf_free(&b);
+	agent_fixture_config(cfgpath, argv, nargv);
 	agent_fixture_start(&fx, agent_fixture_binary(false),
 			    (const char *[]){ "--config", cfgpath, "--heartbeat", hb, NULL });
 	unlink(cfgpath);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -129,6 +130,39 @@ char *agent_fixture_log(const struct agent_fixture *f)
 int agent_fixture_descendants(const struct agent_fixture *f, pid_t *out, int max)
 {
 	return (int)tree_descendants(f->pid, out, (size_t)max);
+}
+
+void agent_fixture_config(const char *path, const char *const *argv, uint32_t nargv)
+{
+	struct proto_config cfg = { .hostname = "", .root_dev = "", .root_fstype = "", .workdir = "", .user = "",
+				    .argv = (const char **)argv, .nargv = nargv };
+	struct proto_buf b = { 0 };
+	int fd;
+
+	cr_assert(proto_encode_config(&b, &cfg) == 0);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0 && write(fd, b.data, b.len) == (ssize_t)b.len, "%s: %s", path, strerror(errno));
+	close(fd);
+	proto_buf_free(&b);
+}
+
+void agent_fixture_cgroup2(char *dir, size_t len)
+{
+	char line[512], mnt[256], type[64];
+	FILE *fp = fopen("/proc/mounts", "r");
+
+	dir[0] = 0;
+	while (fp && fgets(line, sizeof(line), fp)) {
+		if (sscanf(line, "%*s %255s %63s", mnt, type) != 2 || strcmp(type, "cgroup2"))
+			continue;
+		if (snprintf(dir, len, "%s/sm-test-%d", mnt, (int)getpid()) >= (int)len)
+			continue;
+		if (mkdir(dir, 0755) == 0)
+			break;
+		dir[0] = 0;
+	}
+	if (fp)
+		fclose(fp);
 }
 
 sm_exec *fixture_sh(const struct agent_target *t, const char *script)

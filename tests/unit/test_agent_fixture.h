@@ -32,6 +32,11 @@ int agent_fixture_descendants(const struct agent_fixture *f, pid_t *out, int max
 /* "name=value" path under the fixture dir */
 void agent_fixture_path(const struct agent_fixture *f, const char *name, char *out, size_t len);
 
+/* A guest configuration file at path whose workload is argv (nargv words; none: no workload). */
+void agent_fixture_config(const char *path, const char *const *argv, uint32_t nargv);
+/* A fresh cgroup2 directory for an agent's --cgroup, or "" when this host has none to use. */
+void agent_fixture_cgroup2(char *dir, size_t len);
+
 /* An exec of `sh -c script` at t. */
 sm_exec *fixture_sh(const struct agent_target *t, const char *script);
 /*

@@ -434,29 +434,9 @@ BOTH(thirty_two_concurrent)
 
 static char cg_dir[256];
 
-/* A fresh cgroup2 directory for the agent's execs, or "" when there is none to use. */
-static void find_cgroup2(char *dir, size_t len)
-{
-	char line[512], mnt[256], type[64];
-	FILE *fp = fopen("/proc/mounts", "r");
-
-	dir[0] = 0;
-	while (fp && fgets(line, sizeof(line), fp)) {
-		if (sscanf(line, "%*s %255s %63s", mnt, type) != 2 || strcmp(type, "cgroup2"))
-			continue;
-		if (snprintf(dir, len, "%s/sm-test-%d", mnt, (int)getpid()) >= (int)len)
-			continue;
-		if (mkdir(dir, 0755) == 0)
-			break;
-		dir[0] = 0;
-	}
-	if (fp)
-		fclose(fp);
-}
-
 static void start_cgroup(void)
 {
-	find_cgroup2(cg_dir, sizeof(cg_dir));
+	agent_fixture_cgroup2(cg_dir, sizeof(cg_dir));
 	if (!cg_dir[0])
 		cr_skip_test("no writable cgroup2 hierarchy here");
 	agent_fixture_start(&fx, agent_fixture_binary(false), (const char *[]){ "--cgroup", cg_dir, NULL });

@@ -380,6 +380,37 @@ static void check_service_bridge(void)
 	sm_child_free(httpd);
 }
 
+static uint64_t beats_now(void)
+{
+	sm_error *err = NULL;
+	uint64_t beats = 0;
+
+	must(agent_heartbeat(&vm.t, &beats, &err) == 0, "%s", sm_error_string(err));
+	return beats;
+}
+
+/* QUIESCE freezes the workload (it beats once a second) until RESUME; heartbeat requests are still served. */
+static void check_seal(void)
+{
+	uint8_t rnd[PROTO_RESUME_ENTROPY] = { 9 };
+	struct proto_pong pong;
+	sm_error *err = NULL;
+	struct timespec now;
+	uint64_t frozen;
+
+	must(agent_quiesce(&vm.t, 0, &err) == 0, "%s", sm_error_string(err));
+	usleep(500 * 1000); /* a beat written just before the freeze is counted by now */
+	frozen = beats_now();
+	usleep(3500 * 1000);
+	cr_expect_eq(beats_now(), frozen, "the workload beat while the VM was sealed");
+	clock_gettime(CLOCK_REALTIME, &now);
+	must(agent_resume(&vm.t, (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec, rnd, sizeof(rnd), &pong,
+			  &err) == 0, "%s", sm_error_string(err));
+	for (int i = 0; i < 300 && beats_now() == frozen; i++)
+		usleep(100000);
+	cr_expect_gt(beats_now(), frozen, "the workload did not beat again after the resume");
+}
+
 static void check_clock_entropy_quiesce(void)
 {
 	struct proto_pong pong;
@@ -392,7 +423,7 @@ static void check_clock_entropy_quiesce(void)
 	cr_expect(pong.realtime_ns >= t2030 && pong.realtime_ns < t2030 + 3600ull * 1000000000u);
 	expect_sh("date -u +%Y", "2030\n");
 	must(agent_add_entropy(&vm.t, seed, sizeof(seed), &err) == 0, "%s", sm_error_string(err));
-	must(agent_quiesce(&vm.t, 0, &err) == 0, "%s", sm_error_string(err));
+	check_seal();
 }
 
 static void check_workload(void)
