@@ -1,102 +1,20 @@
-/* Small file helpers: atomic replacement, whole-file reads, mkdir -p. */
+/* Small file helpers: atomic replacement with an error that says where, whole-file reads. */
 #include "oci/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(path);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-int fsync_dir_of(const char *path)
-{
-	char *copy = strdup(path);
-	int fd, rc = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
-int file_write_full(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int file_write_atomic(const char *path, const void *buf, size_t len, sm_error **err)
 {
-	char *tmp = NULL;
-	int fd = -1, rc;
+	int rc = durable_write(path, buf, len, 0644);
 
-	if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0) {
-		sm_error_set(err, SM_E_NOMEM, ENOMEM, "write %s", path);
-		return -ENOMEM;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		sm_error_set(err, SM_E_IO, -rc, "create %s", tmp);
-		free(tmp);
-		return rc;
-	}
-	rc = file_write_full(fd, buf, len);
-	if (rc == 0 && fchmod(fd, 0644) < 0)
-		rc = -errno;
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc == 0)
-		rc = fsync_dir_of(path);
-	if (rc < 0) {
-		sm_error_set(err, SM_E_IO, -rc, "write %s", path);
-		unlink(tmp);
-	}
-	free(tmp);
+	if (rc < 0)
+		sm_error_set(err, rc == -ENOMEM ? SM_E_NOMEM : SM_E_IO, -rc, "write %s", path);
 	return rc;
 }
 
@@ -148,20 +66,4 @@ int file_read_all(const char *path, size_t max, char **buf, size_t *len, sm_erro
 	*buf = b;
 	*len = got;
 	return 0;
-}
-
-int file_commit(const char *tmp, const char *dst, mode_t mode)
-{
-	int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0 || fsync(fd) < 0 || fchmod(fd, mode) < 0)
-		rc = -errno;
-	if (fd >= 0)
-		close(fd);
-	if (rc == 0 && rename(tmp, dst) < 0)
-		rc = -errno;
-	if (rc == 0)
-		rc = fsync_dir_of(dst);
-	return rc;
 }

@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "base/fsutil.h"
 #include "lib/error.h"
 #include "oci/oci.h"
 
@@ -180,18 +181,10 @@ void store_pull_unlock(int fd);
 int store_rootfs_ensure(struct oci_store *st, const char *manifest_digest, char **path,
 			oci_progress_fn progress, void *arg, sm_error **err);
 
-/* Writes buf to path atomically: temp file in the same directory, fsync,
- * rename, fsync of the directory. */
+/* durable_write (base/fsutil.h) of a 0644 file, with an error naming path. */
 int file_write_atomic(const char *path, const void *buf, size_t len, sm_error **err);
 /* Reads a whole file of at most max bytes. -errno style failure with err. */
 int file_read_all(const char *path, size_t max, char **buf, size_t *len, sm_error **err);
-int fsync_dir_of(const char *path);
-/* write(2) until done; -errno on failure. */
-int file_write_full(int fd, const void *buf, size_t len);
-/* Makes a finished temporary file durable and moves it into place: fsync,
- * chmod, rename, fsync of the directory. -errno on failure. */
-int file_commit(const char *tmp, const char *dst, mode_t mode);
-int mkdir_p(const char *path, mode_t mode);
 
 /* Loads the stored manifest, config and record of a name. */
 int store_image_load(struct oci_store *st, const char *name, const struct store_record *rec,

@@ -494,7 +494,7 @@ int oci_rootfs_write(const struct oci_layer_src *layers, size_t n, const char *o
 	}
 	if (rc < 0)
 		goto out;
-	rc = file_commit(tmp, out_path, 0644);
+	rc = durable_install(tmp, out_path, 0644);
 	if (rc < 0)
 		sm_error_set(err, SM_E_IO, -rc, "store %s", out_path);
 	if (rc == 0) {

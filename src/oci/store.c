@@ -230,7 +230,7 @@ int store_blob_commit(struct oci_store *st, const char *tmp_path, const char *di
 		return -1;
 	}
 	/* rename() over an existing copy is fine: both are verified bytes. */
-	rc = file_commit(tmp_path, dst, 0444);
+	rc = durable_install(tmp_path, dst, 0444);
 	if (rc < 0) {
 		sm_error_set(err, SM_E_IO, -rc, "store blob %s", dst);
 		unlink(tmp_path);
