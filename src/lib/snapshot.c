@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fsutil.h"
 #include "lib/error.h"
 #include "lib/hostcheck.h"
 #include "lib/log.h"
@@ -220,30 +221,27 @@ static void dir_remove(const char *dir)
 	rmdir(dir);
 }
 
-static int fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY), rc;
-
-	if (fd < 0)
-		return -errno;
-	rc = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return rc;
-}
-
-/* Moves tmp to dir; an existing dir is replaced when asked (moved aside, then removed). */
+/*
+ * Moves tmp to dir; an existing dir is replaced when asked (moved aside,
+ * then removed). The parent directory is fsync'ed after the rename that
+ * installs it, so the snapshot's name outlives a crash as its files do.
+ */
 static int dir_install(const char *tmp, const char *dir, bool replace, sm_error **err)
 {
 	char old[4200];
+	int rc = durable_rename(tmp, dir);
 
-	if (rename(tmp, dir) == 0)
+	if (rc == 0)
 		return 0;
-	if ((errno != ENOTEMPTY && errno != EEXIST) || !replace)
-		return sm_error_set(err, errno == ENOTEMPTY || errno == EEXIST ? SM_E_BUSY : SM_E_IO, errno,
+	if ((rc != -ENOTEMPTY && rc != -EEXIST) || !replace)
+		return sm_error_set(err, rc == -ENOTEMPTY || rc == -EEXIST ? SM_E_BUSY : SM_E_IO, -rc,
 				    "install the snapshot as %s", dir), -1;
 	snprintf(old, sizeof(old), "%s.old-%ld", dir, (long)getpid());
-	if (rename(dir, old) < 0 || rename(tmp, dir) < 0)
+	if (rename(dir, old) < 0)
 		return sm_error_set(err, SM_E_IO, errno, "replace the snapshot %s", dir), -1;
+	rc = durable_rename(tmp, dir);
+	if (rc < 0)
+		return sm_error_set(err, SM_E_IO, -rc, "replace the snapshot %s", dir), -1;
 	dir_remove(old);
 	return 0;
 }
@@ -372,12 +370,12 @@ static int capture_into(struct sm_vm *vm, const char *tmp, struct snap_meta *m, 
 		return -1;
 	if (capture_fill(vm, tmp, m, x, err) < 0)
 		return -1;
+	/*
+	 * Written last: its durable write fsyncs tmp itself, which makes the
+	 * names of the worker's state and memory files durable too.
+	 */
 	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, tmp);
-	if (snapmeta_write(path, m, false, err) < 0)
-		return -1;
-	if (fsync_path(tmp) < 0)
-		return sm_error_set(err, SM_E_IO, errno, "sync %s", tmp), -1;
-	return 0;
+	return snapmeta_write(path, m, false, err);
 }
 
 int snapshot_capture(struct sm_vm *vm, const char *dir, const struct snapshot_extra *extra, bool replace,

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fsutil.h"
 #include "lib/error.h"
 #include "oci/internal.h"
 
@@ -435,34 +436,19 @@ char *snapmeta_dump(const struct snap_meta *m, bool boot)
 
 int snapmeta_write(const char *path, const struct snap_meta *m, bool boot, sm_error **err)
 {
-	char tmp[4200];
-	char *s = snapmeta_dump(m, boot);
-	int fd, rc = -1;
+	char *s = snapmeta_dump(m, boot), *text = NULL;
+	int rc;
 
-	if (!s)
+	if (!s || asprintf(&text, "%s\n", s) < 0) {
+		free(s);
 		return sm_error_set(err, SM_E_NOMEM, 0, "snapshot metadata"), -1;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		sm_error_set(err, SM_E_IO, errno, "write %s", tmp);
-		goto out;
 	}
-	if (proto_write_all(fd, s, strlen(s)) < 0 || proto_write_all(fd, "\n", 1) < 0 || fsync(fd) < 0) {
-		sm_error_set(err, SM_E_IO, errno, "write %s", tmp);
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		sm_error_set(err, SM_E_IO, errno, "rename %s", tmp);
-		unlink(tmp);
-		goto out;
-	}
-	rc = 0;
-out:
+	rc = durable_write(path, text, strlen(text), 0600);
+	if (rc < 0)
+		sm_error_set(err, SM_E_IO, -rc, "write %s", path);
+	free(text);
 	free(s);
-	return rc;
+	return rc < 0 ? -1 : 0;
 }
 
 static char **strv_from_json(const json_t *a, char **v, size_t *n)

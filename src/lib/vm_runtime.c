@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fsutil.h"
 #include "lib/error.h"
 
 /* dir/name into out; lengths were bounded by vm_runtime_base(), so a cut means a bug: empty path. */
@@ -151,22 +152,23 @@ void vm_runtime_remove(const struct sm_vm *vm)
 
 int vm_meta_write(const struct sm_vm *vm, const struct vm_meta *m, sm_error **err)
 {
-	char tmp[VM_PATH_MAX + 32], path[VM_PATH_MAX + 32];
+	char path[VM_PATH_MAX + 32], *text = NULL;
 	json_t *j = json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:b}", "id", m->id, "pid", (json_int_t)m->pid,
 			      "created", (json_int_t)m->created, "image", m->image, "command", m->command, "console",
 			      m->console, "detached", m->detached);
-	int rc = -1;
+	int rc;
 
-	if (!j)
-		return sm_error_set(err, SM_E_NOMEM, 0, "VM metadata"), -1;
-	snprintf(tmp, sizeof(tmp), "%s/meta.json.tmp", vm->dir);
-	snprintf(path, sizeof(path), "%s/meta.json", vm->dir);
-	if (json_dump_file(j, tmp, JSON_COMPACT) < 0 || rename(tmp, path) < 0)
-		sm_error_set(err, SM_E_IO, errno, "write %s", path);
-	else
-		rc = 0;
+	if (j)
+		text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
-	return rc;
+	if (!text)
+		return sm_error_set(err, SM_E_NOMEM, 0, "VM metadata"), -1;
+	snprintf(path, sizeof(path), "%s/meta.json", vm->dir);
+	rc = durable_write(path, text, strlen(text), 0644);
+	if (rc < 0)
+		sm_error_set(err, SM_E_IO, -rc, "write %s", path);
+	free(text);
+	return rc < 0 ? -1 : 0;
 }
 
 int vm_meta_read(const char *dir, struct vm_meta *m, sm_error **err)
