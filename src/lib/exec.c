@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/strv.h"
 #include "lib/error.h"
 
 #define SEND_WINDOW (256u << 10)
@@ -67,13 +68,6 @@ sm_exec *exec_new(const struct agent_target *t)
 	x->ncmds = 1;
 	x->limit = EXEC_DEFAULT_OUTPUT_LIMIT;
 	return x;
-}
-
-static void strv_free(char **v)
-{
-	for (char **p = v; p && *p; p++)
-		free(*p);
-	free(v);
 }
 
 void sm_exec_free(sm_exec *x)

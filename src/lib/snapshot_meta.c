@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "base/fsutil.h"
+#include "base/sha256.h"
 #include "lib/error.h"
-#include "oci/internal.h"
 
 /* ---- field checks ---- */
 
@@ -37,11 +37,6 @@ static bool text_ok(const char *s, size_t max, bool path)
 static bool hex_ok(const char *s, size_t n)
 {
 	return strlen(s) == n && strspn(s, "0123456789abcdef") == n;
-}
-
-static bool digest_ok(const char *s)
-{
-	return strncmp(s, "sha256:", 7) == 0 && hex_ok(s + 7, 64);
 }
 
 /* A JSON array of at most max strings, each text_ok. */
@@ -164,7 +159,7 @@ static int parse_file(struct parse *p, const json_t *root, const char *key, bool
 		return 0;
 	if (copy_str(p, o, "sha256", f->sha256, sizeof(f->sha256), false, true) < 0)
 		return -1;
-	if (!digest_ok(f->sha256))
+	if (!digest_valid(f->sha256))
 		return bad(p, "the digest of '%s' is not sha256:<64 hex digits>", key);
 	if (get_uint(p, o, "size", 0, INT64_MAX, &f->size) < 0 || get_uint(p, o, "ino", 0, INT64_MAX, &f->ino) < 0 ||
 	    get_uint(p, o, "dev", 0, INT64_MAX, &f->dev) < 0 || get_uint(p, o, "mtime_ns", 0, INT64_MAX, &v) < 0)
@@ -255,7 +250,7 @@ static int parse_root(struct parse *p, json_t *root, bool boot, struct snap_meta
 	    copy_str(p, root, "label", m->label, sizeof(m->label), false, false) < 0 ||
 	    copy_str(p, root, "warmup_tag", m->warmup_tag, sizeof(m->warmup_tag), false, false) < 0)
 		return -1;
-	if (m->image_digest[0] && !digest_ok(m->image_digest))
+	if (m->image_digest[0] && !digest_valid(m->image_digest))
 		return bad(p, "field '%s' is not sha256:<64 hex digits>", "image_digest");
 	if (parse_json_parts(p, root, m) < 0)
 		return -1;
@@ -492,7 +487,7 @@ static int64_t ts_ns(const struct timespec *ts)
 
 static int file_hash(const char *path, char out[SNAP_DIGEST_LEN + 1], sm_error **err)
 {
-	char digest[OCI_DIGEST_SIZE];
+	char digest[SHA256_DIGEST_SIZE];
 	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
 
 	if (fd < 0)

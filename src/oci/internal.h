@@ -8,9 +8,10 @@
 #include <sys/types.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "base/fsutil.h"
+#include "base/sha256.h"
+#include "base/strv.h"
 #include "lib/error.h"
 #include "oci/oci.h"
 
@@ -28,24 +29,9 @@
 #define MT_DOCKER_CONFIG "application/vnd.docker.container.image.v1+json"
 #define MT_DOCKER_SCHEMA1 "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
-/* ---- digests (digest.c) ---- */
+/* ---- digests: base/sha256.h ---- */
 
-/* True when s is "sha256:" followed by exactly 64 lowercase hex digits. */
-bool digest_valid(const char *s);
-/* The hex part of a valid digest. */
-static inline const char *digest_hex(const char *d) { return d + 7; }
-
-struct sha256 {
-	EVP_MD_CTX *ctx;
-};
-int sha256_init(struct sha256 *h);
-void sha256_update(struct sha256 *h, const void *buf, size_t len);
-/* Writes "sha256:<hex>" into out and frees the context. */
-void sha256_final(struct sha256 *h, char out[OCI_DIGEST_SIZE]);
-void sha256_free(struct sha256 *h);
-void sha256_buf(const void *buf, size_t len, char out[OCI_DIGEST_SIZE]);
-/* Hashes a whole file. -errno on failure. */
-int sha256_file(int fd, char out[OCI_DIGEST_SIZE], uint64_t *size);
+_Static_assert(OCI_DIGEST_SIZE == SHA256_DIGEST_SIZE, "an OCI digest is a base sha256 digest string");
 
 /* ---- references (ref.c) ---- */
 
@@ -124,8 +110,6 @@ const struct oci_desc *oci_index_select(const struct oci_manifest *idx,
 int oci_config_parse(const void *buf, size_t len, struct oci_image_config *out,
 		     char ***diff_ids, sm_error **err);
 void oci_config_clear(struct oci_image_config *c);
-void strv_free(char **v);
-size_t strv_len(char *const *v);
 
 /* True for layer media types we can apply; *compressed tells which. */
 bool oci_layer_type_ok(const char *media_type);

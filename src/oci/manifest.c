@@ -10,24 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void strv_free(char **v)
-{
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
-size_t strv_len(char *const *v)
-{
-	size_t n = 0;
-
-	while (v && v[n])
-		n++;
-	return n;
-}
-
 static bool field_ok(const char *s) { return s && strlen(s) < 32 && !strchr(s, '/'); }
 
 int oci_platform_parse(const char *s, struct oci_platform *out, sm_error **err)

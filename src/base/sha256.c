@@ -1,4 +1,5 @@
-#include "oci/internal.h"
+/* SHA-256 digests in the "sha256:<hex>" form (sha256.h). */
+#include "base/sha256.h"
 
 #include <errno.h>
 #include <string.h>
@@ -44,7 +45,7 @@ static void hex_encode(const unsigned char *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-void sha256_final(struct sha256 *h, char out[OCI_DIGEST_SIZE])
+void sha256_final(struct sha256 *h, char out[SHA256_DIGEST_SIZE])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
@@ -61,7 +62,7 @@ void sha256_free(struct sha256 *h)
 	h->ctx = NULL;
 }
 
-void sha256_buf(const void *buf, size_t len, char out[OCI_DIGEST_SIZE])
+void sha256_buf(const void *buf, size_t len, char out[SHA256_DIGEST_SIZE])
 {
 	unsigned char md[32];
 
@@ -70,7 +71,7 @@ void sha256_buf(const void *buf, size_t len, char out[OCI_DIGEST_SIZE])
 	hex_encode(md, 32, out + 7);
 }
 
-int sha256_file(int fd, char out[OCI_DIGEST_SIZE], uint64_t *size)
+int sha256_file(int fd, char out[SHA256_DIGEST_SIZE], uint64_t *size)
 {
 	struct sha256 h;
 	char buf[1 << 16];
