@@ -97,7 +97,7 @@ bool sm_snapshot_exists(const char *name_or_dir)
 		return false;
 	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), NULL) < 0)
 		return false;
-	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_METADATA_FILE, dir);
 	return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
@@ -131,7 +131,7 @@ static int memory_header(const char *dir, uint64_t ram_expected, char id_hex[SNA
 	struct stat st;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/" SNAP_MEMORY_NAME, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_MEMORY_FILE, dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return sm_error_set(err, SM_E_SNAPSHOT, errno, "%s", path), -1;
@@ -146,10 +146,10 @@ static int memory_header(const char *dir, uint64_t ram_expected, char id_hex[SNA
 	if (ram_expected && ram != ram_expected)
 		return sm_error_set(err, SM_E_SNAPSHOT, 0, "%s holds %llu bytes of RAM; the metadata says %llu", path,
 				    (unsigned long long)ram, (unsigned long long)ram_expected), -1;
-	if ((uint64_t)st.st_size != SNAP_MEMORY_HEADER + ram)
+	if ((uint64_t)st.st_size != WORKER_SNAP_MEMORY_HEADER_BYTES + ram)
 		return sm_error_set(err, SM_E_SNAPSHOT, 0, "%s is %llu bytes; %llu bytes of RAM need %llu (truncated?)",
 				    path, (unsigned long long)st.st_size, (unsigned long long)ram,
-				    (unsigned long long)(SNAP_MEMORY_HEADER + ram)), -1;
+				    (unsigned long long)(WORKER_SNAP_MEMORY_HEADER_BYTES + ram)), -1;
 	hex(h + 24, 16, id_hex);
 	return 0;
 }
@@ -159,7 +159,7 @@ static int state_check(const char *dir, sm_error **err)
 	char path[4200];
 	struct stat st;
 
-	snprintf(path, sizeof(path), "%s/" SNAP_STATE_NAME, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_STATE_FILE, dir);
 	if (lstat(path, &st) < 0)
 		return sm_error_set(err, SM_E_SNAPSHOT, errno, "%s", path), -1;
 	if (!S_ISREG(st.st_mode) || st.st_size < SNAP_STATE_MIN || st.st_size > SNAP_STATE_MAX)
@@ -181,7 +181,7 @@ int snapshot_check(const char *dir, const struct vm_asset_paths *assets, struct 
 	char path[4200], id[SNAP_ID_HEX + 1];
 	bool trust = dir_trusted(dir);
 
-	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_METADATA_FILE, dir);
 	if (snapmeta_load(path, false, m, err) < 0)
 		return -1;
 	if (state_check(dir, err) < 0 || memory_header(dir, (uint64_t)m->memory_mib << 20, id, err) < 0)
@@ -372,7 +372,7 @@ static int capture_into(struct sm_vm *vm, const char *tmp, struct snap_meta *m, 
 		return -1;
 	if (capture_fill(vm, tmp, m, x, err) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, tmp);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_METADATA_FILE, tmp);
 	if (snapmeta_write(path, m, false, err) < 0)
 		return -1;
 	if (fsync_path(tmp) < 0)
@@ -651,7 +651,7 @@ static int info_fill(const char *base, const char *name, sm_snapshot_info *info)
 	struct snap_meta m;
 
 	snprintf(info->path, sizeof(info->path), "%s/%s", base, name);
-	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, info->path);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_METADATA_FILE, info->path);
 	if (snapmeta_load(path, false, &m, NULL) < 0)
 		return -1;
 	snprintf(info->name, sizeof(info->name), "%s", name);
@@ -661,7 +661,7 @@ static int info_fill(const char *base, const char *name, sm_snapshot_info *info)
 	info->memory_mib = m.memory_mib;
 	info->vcpus = m.vcpus;
 	info->created = m.created;
-	info->disk_bytes = disk_bytes(info->path, SNAP_MEMORY_NAME) + disk_bytes(info->path, SNAP_STATE_NAME);
+	info->disk_bytes = disk_bytes(info->path, WORKER_SNAP_MEMORY_FILE) + disk_bytes(info->path, WORKER_SNAP_STATE_FILE);
 	snapmeta_release(&m);
 	return 0;
 }

@@ -19,17 +19,14 @@
 #include <supermachine.h>
 
 #include "lib/vm.h"
+#include "proto/worker.h"
 
 #define SNAPMETA_FORMAT "supermachine-snapshot"
 #define SNAPMETA_VERSION 1
-#define SNAPMETA_FILE "metadata.json"
 #define SNAPMETA_BOOT_FILE "boot.json" /* in a VM's runtime directory: what a capture records */
 #define SNAPMETA_MAX_BYTES (1u << 20)
 #define SNAPMETA_MAX_LIST 4096u        /* argv / env entries */
 #define SNAPMETA_MAX_STR 4096u         /* any other string */
-#define SNAP_STATE_NAME "state"
-#define SNAP_MEMORY_NAME "memory"
-#define SNAP_MEMORY_HEADER 4096u
 #define SNAP_ID_HEX 32
 #define SNAP_NAME_MAX 128
 #define SNAP_DIGEST_LEN 71             /* "sha256:" + 64 hex */

@@ -295,7 +295,7 @@ static int restore_setup(struct worker *w, const struct timespec *t0, struct vmm
 		.mem_mib = m.ram_bytes >> 20,
 		.nvcpus = m.nvcpus,
 		.mem_fd = mem_fd,
-		.mem_offset = SNAP_MEMORY_HEADER_BYTES,
+		.mem_offset = WORKER_SNAP_MEMORY_HEADER_BYTES,
 		.t_process = *t0,
 	};
 	if (signals_block(w) < 0) {
@@ -306,7 +306,7 @@ static int restore_setup(struct worker *w, const struct timespec *t0, struct vmm
 	int rc = vm_create(&w->vm, &cfg, err);
 	if (rc < 0) {
 		/* -EINVAL: the snapshot asks for what this host's KVM cannot give. */
-		fprintf(stderr, VMM_LOG_PREFIX "%s/" SNAP_STATE_FILE ": %s\n", w->opt.restore, err->msg);
+		fprintf(stderr, VMM_LOG_PREFIX "%s/" WORKER_SNAP_STATE_FILE ": %s\n", w->opt.restore, err->msg);
 		return rc == -EINVAL ? WORKER_EXIT_USAGE : WORKER_EXIT_ERROR;
 	}
 	int status = machine_setup(w, err);

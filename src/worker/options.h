@@ -6,20 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/worker.h"
+
 #define WORKER_MAX_DISKS 12
 #define WORKER_DEFAULT_MEMORY_MIB 256
 #define WORKER_DEFAULT_CMDLINE "quiet"
-
-/* Exit statuses (docs/vmm.md). 128+N: ended by host signal N. */
-enum worker_status {
-	WORKER_EXIT_REBOOT = 0,  /* the guest rebooted (or reset) */
-	WORKER_EXIT_ERROR = 1,   /* KVM or the VMM failed */
-	WORKER_EXIT_USAGE = 2,   /* bad command line or setup, before any guest code ran */
-	WORKER_EXIT_PANIC = 3,   /* the guest kernel panicked */
-	WORKER_EXIT_STOP = 4,    /* stopped on request (control socket, console escape) */
-	WORKER_EXIT_SANDBOX = 5, /* the worker made a system call its sandbox forbids */
-	WORKER_EXIT_SIGNAL_BASE = 128,
-};
 
 struct worker_disk {
 	char *path;
