@@ -486,20 +486,12 @@ static int restore_cfg_check(const struct snap_meta *m, const sm_vm_config *cfg,
 	return 0;
 }
 
-struct restore_args {
-	char disks[1 + VM_MAX_VOLUMES][4200];
-	const char *argv[24 + 2 * VM_MAX_VOLUMES];
-};
-
 static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asset_paths *assets,
-			 const struct snap_meta *m, const sm_vm_config *cfg, struct restore_args *a, sm_error **err)
+			 const struct snap_meta *m, const sm_vm_config *cfg, struct worker_launch *l, sm_error **err)
 {
-	unsigned n = 0;
-
-	a->argv[n++] = assets->worker;
-	a->argv[n++] = "--restore", a->argv[n++] = dir;
-	snprintf(a->disks[0], sizeof(a->disks[0]), "%s,ro,id=rootfs", m->rootfs.path);
-	a->argv[n++] = "--disk", a->argv[n++] = a->disks[0];
+	snapmeta_launch(m, l);
+	l->restore = dir;
+	l->vsock = vm->vsock, l->control = vm->control, l->console = vm->console;
 	for (unsigned i = 0; i < m->nvolumes; i++) {
 		const sm_volume *v = &cfg->volumes[i];
 		if (!v->host_path || strchr(v->host_path, ','))
@@ -508,18 +500,10 @@ static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asse
 			return -1;
 		if (!(vm->volumes[vm->nvolumes++] = strdup(v->host_path)))
 			return sm_error_set(err, SM_E_NOMEM, 0, "volumes"), -1;
-		snprintf(a->disks[1 + i], sizeof(a->disks[0]), "%s%s", v->host_path, v->read_only ? ",ro" : "");
-		a->argv[n++] = "--disk", a->argv[n++] = a->disks[1 + i];
+		l->disks[1 + i].path = v->host_path;
+		l->disks[1 + i].read_only = v->read_only;
 	}
-	a->argv[n++] = "--vsock", a->argv[n++] = vm->vsock;
-	a->argv[n++] = "--control", a->argv[n++] = vm->control;
-	a->argv[n++] = "--console", a->argv[n++] = vm->console;
-	if (m->network)
-		a->argv[n++] = "--net";
-	if (m->balloon)
-		a->argv[n++] = "--balloon";
-	a->argv[n] = NULL;
-	return vm_spawn_argv(vm, a->argv, cfg->detached, err);
+	return vm_spawn_launch(vm, l, assets->worker, cfg->detached, err);
 }
 
 static int restore_balloon(struct sm_vm *vm, sm_error **err)
@@ -555,7 +539,7 @@ static int restore_record(struct sm_vm *vm, const struct snap_meta *m, const sm_
 static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_paths *assets,
 		       const struct snap_meta *m, const sm_vm_config *cfg, sm_error **err)
 {
-	struct restore_args *a = calloc(1, sizeof(*a));
+	struct worker_launch *a = calloc(1, sizeof(*a));
 	int rc = -1;
 
 	if (!a)

@@ -84,6 +84,13 @@ int snapmeta_write(const char *path, const struct snap_meta *m, bool boot, sm_er
 void snapmeta_release(struct snap_meta *m);
 /* The image's Entrypoint+Cmd from image_config, NULL-terminated (free each and the array); NULL if none. */
 char **snapmeta_image_command(const struct snap_meta *m);
+/*
+ * The devices a restore of m gives its worker, in the order they were
+ * captured: the rootfs, then each volume (path NULL: the caller names the
+ * file; read-only as captured), the NIC and the balloon. The rest of l is
+ * left as it was.
+ */
+void snapmeta_launch(const struct snap_meta *m, struct worker_launch *l);
 
 /* A JSON array of v's strings (NULL-terminated); json null for NULL v. */
 json_t *snapmeta_strv(const char *const *v);

@@ -15,6 +15,65 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- the launch: the worker's command line, built and parsed here ---- */
+
+#define WORKER_MAX_DISKS 12
+#define WORKER_DISK_ID_MAX 20
+#define WORKER_MIN_MEMORY_MIB 64
+#define WORKER_MAX_MEMORY_MIB (1ull << 24)
+#define WORKER_MAX_VCPUS 32
+#define WORKER_DEFAULT_MEMORY_MIB 256
+#define WORKER_DEFAULT_CMDLINE "quiet"
+/* the most arguments worker_launch_argv() makes: each option twice, disks twice each */
+#define WORKER_MAX_ARGS (2 * (16 + WORKER_MAX_DISKS) + 2)
+
+struct worker_disk {
+	const char *path;
+	bool read_only;
+	const char *id;  /* the guest's serial, 1..WORKER_DISK_ID_MAX bytes; NULL: none */
+	char *owned;     /* parsed from a spec: the copy path and id point into */
+};
+
+/* What a worker runs: a boot (kernel) or a restore (snapshot directory), and its devices. */
+struct worker_launch {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	uint64_t memory_mib;
+	unsigned vcpus;
+	struct worker_disk disks[WORKER_MAX_DISKS];
+	unsigned ndisks;
+	bool net;
+	const char *vsock;
+	bool balloon;
+	const char *console;
+	const char *control;
+	const char *restore; /* snapshot directory: RAM, vCPUs and state come from it */
+	bool help;
+	/* given on the command line (restore refuses them) */
+	bool memory_set, vcpus_set;
+};
+
+/*
+ * Parses the worker's argv. Returns 0, or -1 with one line in err saying
+ * what is wrong. Disk specs are copied; free them with worker_launch_free().
+ */
+int worker_launch_parse(int argc, char **argv, struct worker_launch *l, char *err, size_t errlen);
+void worker_launch_free(struct worker_launch *l);
+
+/*
+ * The argv that launches l with the worker binary at exe (argv[0]),
+ * NULL-terminated, into *out (free with worker_argv_free()). What
+ * worker_launch_parse() reads back is l. 0, or -EINVAL with err saying
+ * why (a disk path holding ',', a bad disk id, too many disks), or
+ * -ENOMEM.
+ */
+int worker_launch_argv(const struct worker_launch *l, const char *exe, char ***out, char *err, size_t errlen);
+void worker_argv_free(char **argv);
+
+/* The --help text. */
+extern const char worker_usage[];
+
 /* ---- exit statuses (docs/vmm.md). 128+N: ended by host signal N. ---- */
 enum worker_status {
 	WORKER_EXIT_REBOOT = 0,  /* the guest rebooted (or reset) */
