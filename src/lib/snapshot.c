@@ -328,12 +328,13 @@ int snapshot_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_e
 /* "target=N" from the worker's `balloon` reply. */
 static uint32_t balloon_target(struct sm_vm *vm)
 {
-	char reply[1024];
-	const char *t;
+	char reply[WORKER_CTL_LINE_MAX];
+	uint64_t pages;
 
-	if (vm_control(vm, "balloon", reply, sizeof(reply), NULL) < 0 || !(t = strstr(reply, "target=")))
+	if (vm_control(vm, WORKER_CTL_BALLOON, reply, sizeof(reply), NULL) < 0 ||
+	    worker_reply_u64(reply, "target", &pages) < 0 || pages > UINT32_MAX)
 		return 0;
-	return (uint32_t)strtoul(t + 7, NULL, 10);
+	return (uint32_t)pages;
 }
 
 /* The capture-time fields: id from the memory file, digests, balloon target. */
@@ -367,7 +368,7 @@ static int capture_into(struct sm_vm *vm, const char *tmp, struct snap_meta *m, 
 	/* the guest's disks synced; page cache stays warm */
 	if (agent_quiesce(&vm->target, 0, err) < 0)
 		return -1;
-	snprintf(req, sizeof(req), "snapshot %s", tmp);
+	snprintf(req, sizeof(req), WORKER_CTL_SNAPSHOT " %s", tmp);
 	if (vm_control_timeout(vm, req, reply, sizeof(reply), SNAP_CAPTURE_TIMEOUT_MS, err) < 0)
 		return -1;
 	if (capture_fill(vm, tmp, m, x, err) < 0)
@@ -512,7 +513,7 @@ static int restore_balloon(struct sm_vm *vm, sm_error **err)
 
 	if (!vm->balloon_target)
 		return 0;
-	snprintf(req, sizeof(req), "balloon %u", vm->balloon_target);
+	snprintf(req, sizeof(req), WORKER_CTL_BALLOON " %u", vm->balloon_target);
 	return vm_control(vm, req, reply, sizeof(reply), err);
 }
 
@@ -611,7 +612,7 @@ int sm_vm_reset(sm_vm *vm, sm_error **err)
 				    vm->id), -1;
 	if (vm_check(vm, "reset", err) < 0)
 		return -1;
-	if (vm_control_timeout(vm, "reset", reply, sizeof(reply), SNAP_RESET_TIMEOUT_MS, err) < 0)
+	if (vm_control_timeout(vm, WORKER_CTL_RESET, reply, sizeof(reply), SNAP_RESET_TIMEOUT_MS, err) < 0)
 		return vm_failed(vm, "reset", err);
 	if (restore_resume(vm, VM_DEFAULT_BOOT_TIMEOUT_MS, "resume after reset", err) < 0)
 		return -1;

@@ -183,6 +183,7 @@ int vm_control_timeout(const struct sm_vm *vm, const char *req, char *reply, siz
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	struct worker_reply r;
 	size_t got = 0;
 	ssize_t n;
 	int fd, rc = -1;
@@ -208,11 +209,11 @@ int vm_control_timeout(const struct sm_vm *vm, const char *req, char *reply, siz
 	}
 	reply[got] = 0;
 	reply[strcspn(reply, "\n")] = 0;
-	if (strncmp(reply, "ok", 2) != 0) {
+	if (worker_reply_parse(reply, &r) < 0 || !r.ok) {
 		sm_error_set(err, SM_E_IO, 0, "worker control '%s': %s", req, got ? reply : "no answer");
 		goto out;
 	}
-	memmove(reply, reply + (reply[2] == ' ' ? 3 : 2), strlen(reply) + 1 - (reply[2] == ' ' ? 3 : 2));
+	memmove(reply, r.text, strlen(r.text) + 1);
 	rc = 0;
 out:
 	close(fd);
@@ -739,7 +740,7 @@ int sm_vm_stop(sm_vm *vm, uint32_t grace_ms, sm_error **err)
 			sm_error_free(e);
 		if (!vm_wait_exit(vm, (int)grace_ms + 5000)) {
 			clean = false;
-			if (vm_control(vm, "stop", reply, sizeof(reply), NULL) < 0 || !vm_wait_exit(vm, 3000)) {
+			if (vm_control(vm, WORKER_CTL_STOP, reply, sizeof(reply), NULL) < 0 || !vm_wait_exit(vm, 3000)) {
 				kill(vm->pid, SIGKILL);
 				vm_wait_exit(vm, 5000);
 			}

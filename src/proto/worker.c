@@ -374,3 +374,76 @@ void worker_argv_free(char **argv)
 		free(argv[i]);
 	free(argv);
 }
+
+/* ---- the control socket's lines ----------------------------------------------------- */
+
+static const char *skip_blanks(const char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return s;
+}
+
+int worker_request_parse(const char *line, struct worker_request *r)
+{
+	const char *p = skip_blanks(line);
+	size_t n = strcspn(p, " \t");
+
+	r->name[0] = 0;
+	r->args = "";
+	if (n == 0)
+		return -EINVAL;
+	if (n >= sizeof(r->name))
+		return -ENAMETOOLONG;
+	memcpy(r->name, p, n);
+	r->name[n] = 0;
+	r->args = skip_blanks(p + n);
+	return 0;
+}
+
+/* line is WORD alone or WORD followed by a blank: where its text starts, or NULL. */
+static const char *after_word(const char *line, const char *word)
+{
+	size_t n = strlen(word);
+
+	if (strncmp(line, word, n) != 0)
+		return NULL;
+	if (line[n] == 0)
+		return line + n;
+	return line[n] == ' ' ? line + n + 1 : NULL;
+}
+
+int worker_reply_parse(const char *line, struct worker_reply *r)
+{
+	const char *t;
+
+	if ((t = after_word(line, "ok")))
+		r->ok = true;
+	else if ((t = after_word(line, "error")))
+		r->ok = false;
+	else
+		return r->ok = false, r->text = "", -EPROTO;
+	r->text = t;
+	return 0;
+}
+
+int worker_reply_u64(const char *text, const char *key, uint64_t *v)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = skip_blanks(text); *p; p = skip_blanks(p + strcspn(p, " \t"))) {
+		if (strncmp(p, key, klen) != 0 || p[klen] != '=')
+			continue;
+		const char *num = p + klen + 1;
+		char *end;
+		if (*num < '0' || *num > '9')
+			return -EINVAL;
+		errno = 0;
+		unsigned long long x = strtoull(num, &end, 10);
+		if (errno || (*end && *end != ' ' && *end != '\t'))
+			return -EINVAL;
+		*v = x;
+		return 0;
+	}
+	return -ENOENT;
+}

@@ -74,6 +74,38 @@ void worker_argv_free(char **argv);
 /* The --help text. */
 extern const char worker_usage[];
 
+/*
+ * ---- the control socket (docs/vmm.md) ----
+ * One request line "NAME [ARGS]", one reply line "ok[ TEXT]" or
+ * "error[ TEXT]"; a reply's TEXT may carry KEY=NUMBER fields separated by
+ * blanks ("ok target=1024 actual=1024"). The worker side registers
+ * handlers by name (src/vmm/control.c); these are the names the library
+ * sends.
+ */
+#define WORKER_CTL_LINE_MAX 512
+#define WORKER_CTL_NAME_MAX 64
+#define WORKER_CTL_STOP "stop"
+#define WORKER_CTL_SNAPSHOT "snapshot" /* ARGS: the directory to write */
+#define WORKER_CTL_RESET "reset"
+#define WORKER_CTL_BALLOON "balloon"   /* no ARGS: the target and actual pages; ARGS: a new target */
+
+struct worker_request {
+	char name[WORKER_CTL_NAME_MAX];
+	const char *args; /* into the line: "" when there are none */
+};
+
+struct worker_reply {
+	bool ok;
+	const char *text; /* into the line, after "ok"/"error" and one blank: "" when there is none */
+};
+
+/* Splits a request line (without its newline): 0, -EINVAL when it has no name, -ENAMETOOLONG. */
+int worker_request_parse(const char *line, struct worker_request *r);
+/* Reads a reply line (without its newline): 0, or -EPROTO when it is neither ok nor error. */
+int worker_reply_parse(const char *line, struct worker_reply *r);
+/* The number in text's KEY=NUMBER field: 0, -ENOENT (no such field) or -EINVAL (not a number). */
+int worker_reply_u64(const char *text, const char *key, uint64_t *v);
+
 /* ---- exit statuses (docs/vmm.md). 128+N: ended by host signal N. ---- */
 enum worker_status {
 	WORKER_EXIT_REBOOT = 0,  /* the guest rebooted (or reset) */

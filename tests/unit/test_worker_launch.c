@@ -115,3 +115,49 @@ Test(worker_launch, what_the_command_line_cannot_say_is_refused)
 	cr_expect_eq(worker_launch_argv(&l, "w", &argv, err, sizeof(err)), -EINVAL);
 	cr_expect(strstr(err, "at most"), "%s", err);
 }
+
+/* ---- the control socket's lines ---- */
+
+Test(worker_control, requests_split_into_name_and_args)
+{
+	struct worker_request r;
+	char longname[WORKER_CTL_NAME_MAX + 8];
+
+	cr_assert_eq(worker_request_parse("  balloon   1024 ", &r), 0);
+	cr_expect_str_eq(r.name, "balloon");
+	cr_expect_str_eq(r.args, "1024 ");
+	cr_assert_eq(worker_request_parse("stop", &r), 0);
+	cr_expect_str_eq(r.args, "");
+	cr_expect_eq(worker_request_parse(" \t", &r), -EINVAL);
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = 0;
+	cr_expect_eq(worker_request_parse(longname, &r), -ENAMETOOLONG);
+}
+
+Test(worker_control, replies_are_ok_or_error_with_fields)
+{
+	struct worker_reply r;
+	uint64_t v = 7;
+
+	cr_assert_eq(worker_reply_parse("ok target=1024 actual=512", &r), 0);
+	cr_expect(r.ok);
+	cr_expect_eq(worker_reply_u64(r.text, "target", &v), 0);
+	cr_expect_eq(v, 1024);
+	cr_expect_eq(worker_reply_u64(r.text, "actual", &v), 0);
+	cr_expect_eq(v, 512);
+	cr_expect_eq(worker_reply_u64(r.text, "free", &v), -ENOENT);
+	/* whole fields only: "xtarget=" is not "target=" */
+	cr_expect_eq(worker_reply_u64("xtarget=5", "target", &v), -ENOENT);
+	cr_expect_eq(worker_reply_u64("target=5x", "target", &v), -EINVAL);
+	cr_expect_eq(worker_reply_u64("target=-5", "target", &v), -EINVAL);
+	cr_expect_eq(worker_reply_u64("target=99999999999999999999999", "target", &v), -EINVAL);
+	cr_assert_eq(worker_reply_parse("ok", &r), 0);
+	cr_expect(r.ok);
+	cr_expect_str_eq(r.text, "");
+	cr_assert_eq(worker_reply_parse("error no snapshot here", &r), 0);
+	cr_expect_not(r.ok);
+	cr_expect_str_eq(r.text, "no snapshot here");
+	cr_expect_eq(worker_reply_parse("okay", &r), -EPROTO);
+	cr_expect_eq(worker_reply_parse("", &r), -EPROTO);
+	cr_expect_eq(worker_reply_parse("errors", &r), -EPROTO);
+}
