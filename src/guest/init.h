@@ -16,14 +16,7 @@
 #include <sys/types.h>
 
 #include "proto/proto.h"
-
-/*
- * The VMM's marker I/O port (VM_MARKER_PORT in src/vmm/vm.h; a unit test
- * checks they agree): 1 when /init starts, 2 when the agent listens.
- */
-#define SM_BOOT_MARKER_PORT 0x0ff0
-#define SM_MARKER_INIT 1
-#define SM_MARKER_AGENT 2
+#include "proto/worker.h" /* the boot marker port and values */
 
 #define INIT_CONFIG_PATH "/" INIT_CONFIG_NAME
 #define INIT_HEARTBEAT_PATH "/run/supermachine/heartbeat"

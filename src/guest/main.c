@@ -139,7 +139,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (st.pid1)
-		boot_marker(SM_MARKER_AGENT);
+		boot_marker(WORKER_MARKER_AGENT);
 	rc = agent_run(&st);
 	free(st.image_env);
 	proto_config_release(&st.cfg);

@@ -26,8 +26,8 @@
 void boot_marker(uint8_t value)
 {
 	/* Only meaningful under our VMM; elsewhere the write goes nowhere. */
-	if (ioperm(SM_BOOT_MARKER_PORT, 1, 1) == 0)
-		outb(value, SM_BOOT_MARKER_PORT);
+	if (ioperm(WORKER_MARKER_PORT, 1, 1) == 0)
+		outb(value, WORKER_MARKER_PORT);
 }
 
 static int mnt(const char *src, const char *dst, const char *type, unsigned long flags, const char *data)
@@ -211,7 +211,7 @@ int pid1_boot(struct init_state *st)
 {
 	int rc;
 
-	boot_marker(SM_MARKER_INIT);
+	boot_marker(WORKER_MARKER_INIT);
 	if (mount_early() < 0)
 		return -EIO;
 	rc = load_config(st);

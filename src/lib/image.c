@@ -40,7 +40,7 @@ sm_image *sm_image_open(const char *name_or_dir, sm_error **err)
 		sm_error_set(err, SM_E_NOT_FOUND, errno, "no snapshot at %s", img->dir);
 		goto fail;
 	}
-	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, img->dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_METADATA_FILE, img->dir);
 	/* A missing or malformed metadata.json is an error now, not at the first start. */
 	if (snapmeta_load(path, false, &m, err) < 0)
 		goto fail;

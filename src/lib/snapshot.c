@@ -98,7 +98,7 @@ bool sm_snapshot_exists(const char *name_or_dir)
 		return false;
 	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), NULL) < 0)
 		return false;
-	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_METADATA_FILE, dir);
 	return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
@@ -132,7 +132,7 @@ static int memory_header(const char *dir, uint64_t ram_expected, char id_hex[SNA
 	struct stat st;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/" SNAP_MEMORY_NAME, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_MEMORY_FILE, dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return sm_error_set(err, SM_E_SNAPSHOT, errno, "%s", path), -1;
@@ -147,10 +147,10 @@ static int memory_header(const char *dir, uint64_t ram_expected, char id_hex[SNA
 	if (ram_expected && ram != ram_expected)
 		return sm_error_set(err, SM_E_SNAPSHOT, 0, "%s holds %llu bytes of RAM; the metadata says %llu", path,
 				    (unsigned long long)ram, (unsigned long long)ram_expected), -1;
-	if ((uint64_t)st.st_size != SNAP_MEMORY_HEADER + ram)
+	if ((uint64_t)st.st_size != WORKER_SNAP_MEMORY_HEADER_BYTES + ram)
 		return sm_error_set(err, SM_E_SNAPSHOT, 0, "%s is %llu bytes; %llu bytes of RAM need %llu (truncated?)",
 				    path, (unsigned long long)st.st_size, (unsigned long long)ram,
-				    (unsigned long long)(SNAP_MEMORY_HEADER + ram)), -1;
+				    (unsigned long long)(WORKER_SNAP_MEMORY_HEADER_BYTES + ram)), -1;
 	hex(h + 24, 16, id_hex);
 	return 0;
 }
@@ -160,7 +160,7 @@ static int state_check(const char *dir, sm_error **err)
 	char path[4200];
 	struct stat st;
 
-	snprintf(path, sizeof(path), "%s/" SNAP_STATE_NAME, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_STATE_FILE, dir);
 	if (lstat(path, &st) < 0)
 		return sm_error_set(err, SM_E_SNAPSHOT, errno, "%s", path), -1;
 	if (!S_ISREG(st.st_mode) || st.st_size < SNAP_STATE_MIN || st.st_size > SNAP_STATE_MAX)
@@ -182,7 +182,7 @@ int snapshot_check(const char *dir, const struct vm_asset_paths *assets, struct 
 	char path[4200], id[SNAP_ID_HEX + 1];
 	bool trust = dir_trusted(dir);
 
-	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_METADATA_FILE, dir);
 	if (snapmeta_load(path, false, m, err) < 0)
 		return -1;
 	if (state_check(dir, err) < 0 || memory_header(dir, (uint64_t)m->memory_mib << 20, id, err) < 0)
@@ -326,12 +326,13 @@ int snapshot_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_e
 /* "target=N" from the worker's `balloon` reply. */
 static uint32_t balloon_target(struct sm_vm *vm)
 {
-	char reply[1024];
-	const char *t;
+	char reply[WORKER_CTL_LINE_MAX];
+	uint64_t pages;
 
-	if (vm_control(vm, "balloon", reply, sizeof(reply), NULL) < 0 || !(t = strstr(reply, "target=")))
+	if (vm_control(vm, WORKER_CTL_BALLOON, reply, sizeof(reply), NULL) < 0 ||
+	    worker_reply_u64(reply, "target", &pages) < 0 || pages > UINT32_MAX)
 		return 0;
-	return (uint32_t)strtoul(t + 7, NULL, 10);
+	return (uint32_t)pages;
 }
 
 /* The capture-time fields: id from the memory file, digests, balloon target. */
@@ -365,7 +366,7 @@ static int capture_into(struct sm_vm *vm, const char *tmp, struct snap_meta *m, 
 	/* the guest's disks synced; page cache stays warm */
 	if (agent_quiesce(&vm->target, 0, err) < 0)
 		return -1;
-	snprintf(req, sizeof(req), "snapshot %s", tmp);
+	snprintf(req, sizeof(req), WORKER_CTL_SNAPSHOT " %s", tmp);
 	if (vm_control_timeout(vm, req, reply, sizeof(reply), SNAP_CAPTURE_TIMEOUT_MS, err) < 0)
 		return -1;
 	if (capture_fill(vm, tmp, m, x, err) < 0)
@@ -374,7 +375,7 @@ static int capture_into(struct sm_vm *vm, const char *tmp, struct snap_meta *m, 
 	 * Written last: its durable write fsyncs tmp itself, which makes the
 	 * names of the worker's state and memory files durable too.
 	 */
-	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, tmp);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_METADATA_FILE, tmp);
 	return snapmeta_write(path, m, false, err);
 }
 
@@ -484,20 +485,12 @@ static int restore_cfg_check(const struct snap_meta *m, const sm_vm_config *cfg,
 	return 0;
 }
 
-struct restore_args {
-	char disks[1 + VM_MAX_VOLUMES][4200];
-	const char *argv[24 + 2 * VM_MAX_VOLUMES];
-};
-
 static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asset_paths *assets,
-			 const struct snap_meta *m, const sm_vm_config *cfg, struct restore_args *a, sm_error **err)
+			 const struct snap_meta *m, const sm_vm_config *cfg, struct worker_launch *l, sm_error **err)
 {
-	unsigned n = 0;
-
-	a->argv[n++] = assets->worker;
-	a->argv[n++] = "--restore", a->argv[n++] = dir;
-	snprintf(a->disks[0], sizeof(a->disks[0]), "%s,ro,id=rootfs", m->rootfs.path);
-	a->argv[n++] = "--disk", a->argv[n++] = a->disks[0];
+	snapmeta_launch(m, l);
+	l->restore = dir;
+	l->vsock = vm->vsock, l->control = vm->control, l->console = vm->console;
 	for (unsigned i = 0; i < m->nvolumes; i++) {
 		const sm_volume *v = &cfg->volumes[i];
 		if (!v->host_path || strchr(v->host_path, ','))
@@ -506,18 +499,10 @@ static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asse
 			return -1;
 		if (!(vm->volumes[vm->nvolumes++] = strdup(v->host_path)))
 			return sm_error_set(err, SM_E_NOMEM, 0, "volumes"), -1;
-		snprintf(a->disks[1 + i], sizeof(a->disks[0]), "%s%s", v->host_path, v->read_only ? ",ro" : "");
-		a->argv[n++] = "--disk", a->argv[n++] = a->disks[1 + i];
+		l->disks[1 + i].path = v->host_path;
+		l->disks[1 + i].read_only = v->read_only;
 	}
-	a->argv[n++] = "--vsock", a->argv[n++] = vm->vsock;
-	a->argv[n++] = "--control", a->argv[n++] = vm->control;
-	a->argv[n++] = "--console", a->argv[n++] = vm->console;
-	if (m->network)
-		a->argv[n++] = "--net";
-	if (m->balloon)
-		a->argv[n++] = "--balloon";
-	a->argv[n] = NULL;
-	return vm_spawn_argv(vm, a->argv, cfg->detached, err);
+	return vm_spawn_launch(vm, l, assets->worker, cfg->detached, err);
 }
 
 static int restore_balloon(struct sm_vm *vm, sm_error **err)
@@ -526,7 +511,7 @@ static int restore_balloon(struct sm_vm *vm, sm_error **err)
 
 	if (!vm->balloon_target)
 		return 0;
-	snprintf(req, sizeof(req), "balloon %u", vm->balloon_target);
+	snprintf(req, sizeof(req), WORKER_CTL_BALLOON " %u", vm->balloon_target);
 	return vm_control(vm, req, reply, sizeof(reply), err);
 }
 
@@ -553,7 +538,7 @@ static int restore_record(struct sm_vm *vm, const struct snap_meta *m, const sm_
 static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_paths *assets,
 		       const struct snap_meta *m, const sm_vm_config *cfg, sm_error **err)
 {
-	struct restore_args *a = calloc(1, sizeof(*a));
+	struct worker_launch *a = calloc(1, sizeof(*a));
 	int rc = -1;
 
 	if (!a)
@@ -625,7 +610,7 @@ int sm_vm_reset(sm_vm *vm, sm_error **err)
 				    vm->id), -1;
 	if (vm_check(vm, "reset", err) < 0)
 		return -1;
-	if (vm_control_timeout(vm, "reset", reply, sizeof(reply), SNAP_RESET_TIMEOUT_MS, err) < 0)
+	if (vm_control_timeout(vm, WORKER_CTL_RESET, reply, sizeof(reply), SNAP_RESET_TIMEOUT_MS, err) < 0)
 		return vm_failed(vm, "reset", err);
 	if (restore_resume(vm, VM_DEFAULT_BOOT_TIMEOUT_MS, "resume after reset", err) < 0)
 		return -1;
@@ -649,7 +634,7 @@ static int info_fill(const char *base, const char *name, sm_snapshot_info *info)
 	struct snap_meta m;
 
 	snprintf(info->path, sizeof(info->path), "%s/%s", base, name);
-	snprintf(path, sizeof(path), "%s/" SNAPMETA_FILE, info->path);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_METADATA_FILE, info->path);
 	if (snapmeta_load(path, false, &m, NULL) < 0)
 		return -1;
 	snprintf(info->name, sizeof(info->name), "%s", name);
@@ -659,7 +644,7 @@ static int info_fill(const char *base, const char *name, sm_snapshot_info *info)
 	info->memory_mib = m.memory_mib;
 	info->vcpus = m.vcpus;
 	info->created = m.created;
-	info->disk_bytes = disk_bytes(info->path, SNAP_MEMORY_NAME) + disk_bytes(info->path, SNAP_STATE_NAME);
+	info->disk_bytes = disk_bytes(info->path, WORKER_SNAP_MEMORY_FILE) + disk_bytes(info->path, WORKER_SNAP_STATE_FILE);
 	snapmeta_release(&m);
 	return 0;
 }

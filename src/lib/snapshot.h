@@ -19,17 +19,14 @@
 #include <supermachine.h>
 
 #include "lib/vm.h"
+#include "proto/worker.h"
 
 #define SNAPMETA_FORMAT "supermachine-snapshot"
 #define SNAPMETA_VERSION 1
-#define SNAPMETA_FILE "metadata.json"
 #define SNAPMETA_BOOT_FILE "boot.json" /* in a VM's runtime directory: what a capture records */
 #define SNAPMETA_MAX_BYTES (1u << 20)
 #define SNAPMETA_MAX_LIST 4096u        /* argv / env entries */
 #define SNAPMETA_MAX_STR 4096u         /* any other string */
-#define SNAP_STATE_NAME "state"
-#define SNAP_MEMORY_NAME "memory"
-#define SNAP_MEMORY_HEADER 4096u
 #define SNAP_ID_HEX 32
 #define SNAP_NAME_MAX 128
 #define SNAP_DIGEST_LEN 71             /* "sha256:" + 64 hex */
@@ -87,6 +84,13 @@ int snapmeta_write(const char *path, const struct snap_meta *m, bool boot, sm_er
 void snapmeta_release(struct snap_meta *m);
 /* The image's Entrypoint+Cmd from image_config, NULL-terminated (free each and the array); NULL if none. */
 char **snapmeta_image_command(const struct snap_meta *m);
+/*
+ * The devices a restore of m gives its worker, in the order they were
+ * captured: the rootfs, then each volume (path NULL: the caller names the
+ * file; read-only as captured), the NIC and the balloon. The rest of l is
+ * left as it was.
+ */
+void snapmeta_launch(const struct snap_meta *m, struct worker_launch *l);
 
 /* A JSON array of v's strings (NULL-terminated); json null for NULL v. */
 json_t *snapmeta_strv(const char *const *v);

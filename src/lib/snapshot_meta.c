@@ -370,30 +370,35 @@ static json_t *volumes_json(const struct snap_meta *m)
 	return a;
 }
 
-/* The worker's device options a restore passes, in order, for people reading the file. */
+void snapmeta_launch(const struct snap_meta *m, struct worker_launch *l)
+{
+	l->disks[0] = (struct worker_disk){ .path = m->rootfs.path, .read_only = true, .id = "rootfs" };
+	for (unsigned i = 0; i < m->nvolumes && 1 + i < WORKER_MAX_DISKS; i++)
+		l->disks[1 + i] = (struct worker_disk){ .read_only = m->volumes[i].read_only };
+	l->ndisks = 1 + m->nvolumes;
+	l->net = m->network;
+	l->balloon = m->balloon;
+}
+
+/* The worker's options a restore passes, in order, for people reading the file: {NAME} stands for a path. */
 static json_t *worker_argv_json(const struct snap_meta *m)
 {
-	char disk[4200];
+	char vols[VM_MAX_VOLUMES][24], why[256], **argv = NULL;
+	struct worker_launch l = { .restore = "{snapshot}", .vsock = "{vsock}", .control = "{control}",
+				   .console = "{console}" };
 	json_t *a = json_array();
 
-	snprintf(disk, sizeof(disk), "%s,ro,id=rootfs", m->rootfs.path);
-	json_array_append_new(a, json_string("--restore"));
-	json_array_append_new(a, json_string("{snapshot}"));
-	json_array_append_new(a, json_string("--disk"));
-	json_array_append_new(a, json_string(disk));
-	for (unsigned i = 0; i < m->nvolumes; i++) {
-		snprintf(disk, sizeof(disk), "{volume %u}%s", i, m->volumes[i].read_only ? ",ro" : "");
-		json_array_append_new(a, json_string("--disk"));
-		json_array_append_new(a, json_string(disk));
+	snapmeta_launch(m, &l);
+	for (unsigned i = 0; i < m->nvolumes && i < VM_MAX_VOLUMES; i++) {
+		snprintf(vols[i], sizeof(vols[i]), "{volume %u}", i);
+		l.disks[1 + i].path = vols[i];
 	}
-	static const char *const sockets[] = { "--vsock", "{vsock}", "--control", "{control}", "--console",
-					       "{console}" };
-	for (size_t i = 0; i < sizeof(sockets) / sizeof(sockets[0]); i++)
-		json_array_append_new(a, json_string(sockets[i]));
-	if (m->network)
-		json_array_append_new(a, json_string("--net"));
-	if (m->balloon)
-		json_array_append_new(a, json_string("--balloon"));
+	/* a path the worker cannot take (a ','): the restore itself will say so */
+	if (worker_launch_argv(&l, "supermachine-worker", &argv, why, sizeof(why)) < 0)
+		return a;
+	for (size_t i = 1; a && argv[i]; i++)
+		json_array_append_new(a, json_string(argv[i]));
+	worker_argv_free(argv);
 	return a;
 }
 

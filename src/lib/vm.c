@@ -31,7 +31,6 @@
 #include "lib/snapshot.h"
 #include "oci/oci.h"
 
-#define VM_MAX_WORKER_ARGS (24 + 2 * VM_MAX_VOLUMES)
 #define VM_THROUGHPUT_VCPUS 4u
 
 /* What sm_vm_start() gathers before the worker runs. */
@@ -41,7 +40,7 @@ struct vm_plan {
 	const char *rootfs;
 	const char *image_label;
 	char **env;                 /* merged image Env + overrides, NULL-terminated */
-	char disk_args[1 + VM_MAX_VOLUMES][4200];
+	struct worker_disk disks[1 + VM_MAX_VOLUMES];
 	unsigned ndisks;
 	char initrd[VM_PATH_MAX + 16];
 };
@@ -184,6 +183,7 @@ int vm_control_timeout(const struct sm_vm *vm, const char *req, char *reply, siz
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	struct worker_reply r;
 	size_t got = 0;
 	ssize_t n;
 	int fd, rc = -1;
@@ -209,11 +209,11 @@ int vm_control_timeout(const struct sm_vm *vm, const char *req, char *reply, siz
 	}
 	reply[got] = 0;
 	reply[strcspn(reply, "\n")] = 0;
-	if (strncmp(reply, "ok", 2) != 0) {
+	if (worker_reply_parse(reply, &r) < 0 || !r.ok) {
 		sm_error_set(err, SM_E_IO, 0, "worker control '%s': %s", req, got ? reply : "no answer");
 		goto out;
 	}
-	memmove(reply, reply + (reply[2] == ' ' ? 3 : 2), strlen(reply) + 1 - (reply[2] == ' ' ? 3 : 2));
+	memmove(reply, r.text, strlen(r.text) + 1);
 	rc = 0;
 out:
 	close(fd);
@@ -328,7 +328,7 @@ static int vm_plan_volumes(struct vm_plan *p, struct sm_vm *vm, const sm_vm_conf
 	if (cfg->nvolumes > VM_MAX_VOLUMES)
 		return sm_error_set(err, SM_E_INVALID, 0, "%zu volumes: at most %u", cfg->nvolumes, VM_MAX_VOLUMES),
 		       -1;
-	snprintf(p->disk_args[0], sizeof(p->disk_args[0]), "%s,ro,id=rootfs", p->rootfs);
+	p->disks[0] = (struct worker_disk){ .path = p->rootfs, .read_only = true, .id = "rootfs" };
 	p->ndisks = 1;
 	vm->volumes = calloc(cfg->nvolumes + 1, sizeof(char *));
 	if (!vm->volumes)
@@ -345,8 +345,7 @@ static int vm_plan_volumes(struct vm_plan *p, struct sm_vm *vm, const sm_vm_conf
 			return -1;
 		if (!(vm->volumes[vm->nvolumes++] = strdup(v->host_path)))
 			return sm_error_set(err, SM_E_NOMEM, 0, "volumes"), -1;
-		snprintf(p->disk_args[p->ndisks++], sizeof(p->disk_args[0]), "%s%s", v->host_path,
-			 v->read_only ? ",ro" : "");
+		p->disks[p->ndisks++] = (struct worker_disk){ .path = v->host_path, .read_only = v->read_only };
 	}
 	return 0;
 }
@@ -444,32 +443,37 @@ static unsigned vm_vcpus(const sm_vm_config *cfg)
 
 static int vm_spawn(struct sm_vm *vm, struct vm_plan *p, const sm_vm_config *cfg, sm_error **err)
 {
-	char mem[16], cpus[16];
-	const char *argv[VM_MAX_WORKER_ARGS];
-	unsigned n = 0;
-	unsigned vcpus = vm_vcpus(cfg);
+	struct worker_launch l = {
+		.kernel = p->assets.kernel, .initrd = p->initrd,
+		.memory_mib = cfg->memory_mib ? cfg->memory_mib : VM_DEFAULT_MEMORY_MIB, .memory_set = true,
+		.vcpus = vm_vcpus(cfg), .vcpus_set = true,
+		.ndisks = p->ndisks,
+		.vsock = vm->vsock, .control = vm->control, .console = vm->console,
+		.net = cfg->network,
+		.balloon = true, /* for the balloon target a snapshot may carry (sm_bake_config) */
+	};
 
-	snprintf(mem, sizeof(mem), "%u", cfg->memory_mib ? cfg->memory_mib : VM_DEFAULT_MEMORY_MIB);
-	snprintf(cpus, sizeof(cpus), "%u", vcpus);
-	argv[n++] = p->assets.worker;
-	argv[n++] = "--kernel", argv[n++] = p->assets.kernel;
-	argv[n++] = "--initrd", argv[n++] = p->initrd;
-	argv[n++] = "--memory", argv[n++] = mem;
-	argv[n++] = "--vcpus", argv[n++] = cpus;
-	for (unsigned i = 0; i < p->ndisks; i++)
-		argv[n++] = "--disk", argv[n++] = p->disk_args[i];
-	argv[n++] = "--vsock", argv[n++] = vm->vsock;
-	argv[n++] = "--control", argv[n++] = vm->control;
-	argv[n++] = "--console", argv[n++] = vm->console;
-	if (cfg->network)
-		argv[n++] = "--net";
-	/* For the balloon target a snapshot may carry (sm_bake_config). */
-	argv[n++] = "--balloon";
-	argv[n] = NULL;
-	return vm_spawn_argv(vm, argv, cfg->detached, err);
+	memcpy(l.disks, p->disks, p->ndisks * sizeof(p->disks[0]));
+	return vm_spawn_launch(vm, &l, p->assets.worker, cfg->detached, err);
 }
 
-int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err)
+static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err);
+
+int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char *exe, bool detached,
+		    sm_error **err)
+{
+	char why[256], **argv;
+	int rc = worker_launch_argv(l, exe, &argv, why, sizeof(why));
+
+	if (rc < 0)
+		return sm_error_set(err, rc == -ENOMEM ? SM_E_NOMEM : SM_E_INVALID, 0, "worker command line: %s",
+				    why), -1;
+	rc = vm_spawn_argv(vm, (const char *const *)argv, detached, err);
+	worker_argv_free(argv);
+	return rc;
+}
+
+static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err)
 {
 	char log[VM_PATH_MAX + 16];
 	pid_t parent = getpid();
@@ -736,7 +740,7 @@ int sm_vm_stop(sm_vm *vm, uint32_t grace_ms, sm_error **err)
 			sm_error_free(e);
 		if (!vm_wait_exit(vm, (int)grace_ms + 5000)) {
 			clean = false;
-			if (vm_control(vm, "stop", reply, sizeof(reply), NULL) < 0 || !vm_wait_exit(vm, 3000)) {
+			if (vm_control(vm, WORKER_CTL_STOP, reply, sizeof(reply), NULL) < 0 || !vm_wait_exit(vm, 3000)) {
 				kill(vm->pid, SIGKILL);
 				vm_wait_exit(vm, 5000);
 			}

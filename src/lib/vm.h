@@ -15,6 +15,7 @@
 #include <supermachine.h>
 
 #include "lib/agent.h"
+#include "proto/worker.h"
 
 #define VM_ID_LEN 12
 #define VM_DEFAULT_MEMORY_MIB 256u
@@ -35,7 +36,7 @@ struct sm_vm {
 	bool detached;              /* outlives us: free() leaves it running */
 	bool remove;                /* free() removes the runtime directory (not detached, or stopped) */
 	bool exited;
-	int exit_status;            /* worker status (src/worker/options.h) once exited */
+	int exit_status;            /* worker status (enum worker_status, src/proto/worker.h) once exited */
 	struct agent_target target;
 	char **image_cmd;           /* the image's Entrypoint+Cmd */
 	char **volumes;             /* host paths to fsync on a clean stop */
@@ -98,7 +99,9 @@ void vm_discard(struct sm_vm *vm);
 /* sm_vm_start() without the snapshot lookup: always a cold boot of image. */
 struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err);
 /* Forks and execs argv (argv[0]: the worker) with its output in DIR/worker.log. */
-int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err);
+/* Starts vm's worker (the binary exe) as l describes: the one place a worker's command line is made. */
+int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char *exe, bool detached,
+		    sm_error **err);
 /* Writes meta.json for `ps`; command may be NULL. */
 int vm_record_meta(struct sm_vm *vm, const char *label, const char *const *command, bool detached,
 		   sm_error **err);

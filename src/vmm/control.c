@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "proto/worker.h"
 #include "vmm/vm.h"
 
 struct control_client {
@@ -122,31 +123,24 @@ int control_register(struct control *c, const char *name, control_fn fn, void *o
 
 void control_dispatch(struct control *c, const char *line, char *reply, size_t len)
 {
-	char name[64];
+	struct worker_request r;
+	int rc = worker_request_parse(line, &r);
 
-	while (*line == ' ' || *line == '\t')
-		line++;
-	size_t n = strcspn(line, " \t");
-	if (n == 0) {
+	if (rc == -EINVAL) {
 		snprintf(reply, len, "error empty request");
 		return;
 	}
-	if (n >= sizeof(name)) {
+	if (rc < 0) {
 		snprintf(reply, len, "error unknown command");
 		return;
 	}
-	memcpy(name, line, n);
-	name[n] = 0;
-	const char *args = line + n;
-	while (*args == ' ' || *args == '\t')
-		args++;
 	for (unsigned i = 0; i < c->ncmds; i++) {
-		if (strcmp(c->cmds[i].name, name) == 0) {
-			c->cmds[i].fn(c->cmds[i].opaque, args, reply, len);
+		if (strcmp(c->cmds[i].name, r.name) == 0) {
+			c->cmds[i].fn(c->cmds[i].opaque, r.args, reply, len);
 			return;
 		}
 	}
-	snprintf(reply, len, "error unknown command '%s' (try help)", name);
+	snprintf(reply, len, "error unknown command '%s' (try help)", r.name);
 }
 
 static void client_drop(struct control_client *cl)

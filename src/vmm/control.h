@@ -9,12 +9,13 @@
 
 #include <stddef.h>
 
+#include "proto/worker.h"
 #include "vmm/log.h"
 
 struct vm;
 struct control;
 
-#define CONTROL_LINE_MAX 512
+#define CONTROL_LINE_MAX WORKER_CTL_LINE_MAX
 #define CONTROL_MAX_CLIENTS 16
 #define CONTROL_MAX_COMMANDS 32
 

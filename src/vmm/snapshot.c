@@ -768,7 +768,7 @@ int snap_reader_check_consumed(struct snap_reader *r)
 
 static void memory_header_encode(uint8_t *h, uint64_t ram_bytes, const uint8_t id[SNAP_ID_BYTES])
 {
-	memset(h, 0, SNAP_MEMORY_HEADER_BYTES);
+	memset(h, 0, WORKER_SNAP_MEMORY_HEADER_BYTES);
 	memcpy(h, memory_magic, sizeof(memory_magic));
 	le32_put(h + 8, SNAP_FORMAT_VERSION);
 	le32_put(h + 12, (uint32_t)GUEST_MEM_PAGE);
@@ -841,7 +841,7 @@ static int memory_write_ram(int fd, const struct guest_mem *m)
 
 	while (memory_next_data(m, pos, &start, &end)) {
 		int rc = memory_write_range(fd, base + start, end - start,
-					    (off_t)(SNAP_MEMORY_HEADER_BYTES + start));
+					    (off_t)(WORKER_SNAP_MEMORY_HEADER_BYTES + start));
 		if (rc < 0)
 			return rc;
 		pos = end;
@@ -853,7 +853,7 @@ int snap_memory_write(const char *path, const struct guest_mem *m,
 		      const uint8_t id[SNAP_ID_BYTES], struct vmm_err *err)
 {
 	char tmp[PATH_MAX];
-	uint8_t *h = malloc(SNAP_MEMORY_HEADER_BYTES);
+	uint8_t *h = malloc(WORKER_SNAP_MEMORY_HEADER_BYTES);
 	int rc;
 
 	if (!h)
@@ -869,9 +869,9 @@ int snap_memory_write(const char *path, const struct guest_mem *m,
 		return fd;
 	}
 	/* Size first: every page not written after this stays a hole. */
-	if (ftruncate(fd, (off_t)(SNAP_MEMORY_HEADER_BYTES + m->ram_size)) < 0)
+	if (ftruncate(fd, (off_t)(WORKER_SNAP_MEMORY_HEADER_BYTES + m->ram_size)) < 0)
 		rc = -errno;
-	else if ((rc = write_all(fd, h, SNAP_MEMORY_HEADER_BYTES, 0)) == 0)
+	else if ((rc = write_all(fd, h, WORKER_SNAP_MEMORY_HEADER_BYTES, 0)) == 0)
 		rc = memory_write_ram(fd, m);
 	free(h);
 	if (rc < 0) {
@@ -911,7 +911,7 @@ static int memory_header_check(const char *path, const uint8_t *h, uint64_t ram_
 int snap_memory_open(const char *path, uint64_t ram_bytes, const uint8_t id[SNAP_ID_BYTES],
 		     struct vmm_err *err)
 {
-	uint8_t *h = malloc(SNAP_MEMORY_HEADER_BYTES);
+	uint8_t *h = malloc(WORKER_SNAP_MEMORY_HEADER_BYTES);
 	struct stat st;
 	int rc;
 
@@ -926,13 +926,13 @@ int snap_memory_open(const char *path, uint64_t ram_bytes, const uint8_t id[SNAP
 		rc = vmm_err_set(err, -EINVAL, "%s: not a regular file", path);
 		goto out;
 	}
-	if ((uint64_t)st.st_size < SNAP_MEMORY_HEADER_BYTES) {
+	if ((uint64_t)st.st_size < WORKER_SNAP_MEMORY_HEADER_BYTES) {
 		rc = vmm_err_set(err, -EBADMSG, "%s: truncated: %lld bytes, smaller than its header",
 				 path, (long long)st.st_size);
 		goto out;
 	}
-	ssize_t n = pread(fd, h, SNAP_MEMORY_HEADER_BYTES, 0);
-	if (n != (ssize_t)SNAP_MEMORY_HEADER_BYTES) {
+	ssize_t n = pread(fd, h, WORKER_SNAP_MEMORY_HEADER_BYTES, 0);
+	if (n != (ssize_t)WORKER_SNAP_MEMORY_HEADER_BYTES) {
 		rc = vmm_err_set(err, n < 0 ? -errno : -EBADMSG, "%s: cannot read its header", path);
 		goto out;
 	}
@@ -940,12 +940,12 @@ int snap_memory_open(const char *path, uint64_t ram_bytes, const uint8_t id[SNAP
 	if (rc < 0)
 		goto out;
 	/* A short file would SIGBUS the first guest touch past its end: refuse now. */
-	if ((uint64_t)st.st_size != SNAP_MEMORY_HEADER_BYTES + ram_bytes) {
+	if ((uint64_t)st.st_size != WORKER_SNAP_MEMORY_HEADER_BYTES + ram_bytes) {
 		rc = vmm_err_set(err, -EBADMSG, "%s: %s: %lld bytes, expected %llu (header + %llu MiB of RAM)",
-				 path, (uint64_t)st.st_size < SNAP_MEMORY_HEADER_BYTES + ram_bytes ?
+				 path, (uint64_t)st.st_size < WORKER_SNAP_MEMORY_HEADER_BYTES + ram_bytes ?
 				 "truncated" : "trailing data",
 				 (long long)st.st_size,
-				 (unsigned long long)(SNAP_MEMORY_HEADER_BYTES + ram_bytes),
+				 (unsigned long long)(WORKER_SNAP_MEMORY_HEADER_BYTES + ram_bytes),
 				 (unsigned long long)(ram_bytes >> 20));
 		goto out;
 	}

@@ -20,13 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/worker.h"
 #include "vmm/guest_mem.h"
 #include "vmm/log.h"
 
 #define SNAP_FORMAT_VERSION 1
-#define SNAP_STATE_FILE "state"
-#define SNAP_MEMORY_FILE "memory"
-#define SNAP_METADATA_FILE "metadata.json"
+/* The directory's file names and the memory header size: src/proto/worker.h. */
 
 /* Bounds a reader enforces before it allocates anything. */
 #define SNAP_STATE_MAX_BYTES (64u << 20)
@@ -34,8 +33,6 @@
 
 #define SNAP_STATE_HEADER_BYTES 32u
 #define SNAP_SECTION_HEADER_BYTES 24u
-/* The memory file's header page; guest RAM follows it. */
-#define SNAP_MEMORY_HEADER_BYTES 4096u
 #define SNAP_ID_BYTES 16
 
 /* Section tags: four ASCII characters, first one in the lowest byte. */

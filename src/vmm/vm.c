@@ -212,7 +212,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct vmm_err *err)
 	if (rc < 0)
 		return rc;
 	struct vm_io_handler marker = {
-		.base = VM_MARKER_PORT,
+		.base = WORKER_MARKER_PORT,
 		.len = 1,
 		.read = marker_read,
 		.write = marker_write,

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "devices/virtio/virtio.h"
+#include "proto/worker.h"
 #include "vmm/evloop.h"
 #include "vmm/guest_mem.h"
 #include "vmm/log.h"
@@ -26,11 +27,10 @@
 #define VM_CMDLINE_MAX 2048
 
 /*
- * The reserved I/O port a guest writes a marker byte to. Marker 1 means
- * "/init started": the boot-time figure. Other values are logged.
+ * The guest writes marker bytes to WORKER_MARKER_PORT (src/proto/worker.h).
+ * Marker 1 means "/init started": the boot-time figure. Other values are logged.
  */
-#define VM_MARKER_PORT 0x0ff0
-#define VM_MARKER_INIT 1
+#define VM_MARKER_INIT WORKER_MARKER_INIT
 #define VM_MARKERS_LOGGED 16
 
 /* Why a VM ended; the worker turns each into a distinct exit status. */

@@ -135,14 +135,14 @@ int vm_snapshot_open(const char *dir, struct snap_reader **r, struct vm_snap_mac
 	int rc;
 
 	*mem_fd = -1;
-	snprintf(path, sizeof(path), "%s/" SNAP_STATE_FILE, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_STATE_FILE, dir);
 	rc = snap_reader_open(r, path, err);
 	if (rc < 0)
 		return rc;
 	rc = machine_read(*r, m);
 	if (rc < 0)
 		goto fail;
-	snprintf(path, sizeof(path), "%s/" SNAP_MEMORY_FILE, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_MEMORY_FILE, dir);
 	rc = snap_memory_open(path, m->ram_bytes, m->id, err);
 	if (rc < 0) {
 		snap_reader_free(*r);
@@ -271,13 +271,13 @@ static int files_write(struct vm_snapshot *s, const char *dir, struct vm_snap_re
 		goto out;
 	}
 	res->state_bytes = len;
-	snprintf(path, sizeof(path), "%s/" SNAP_MEMORY_FILE, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_MEMORY_FILE, dir);
 	rc = snap_memory_write(path, &s->vm->mem, m.id, err);
 	if (rc < 0)
 		goto out;
 	if (stat(path, &st) == 0)
 		res->memory_allocated = (uint64_t)st.st_blocks * 512;
-	snprintf(path, sizeof(path), "%s/" SNAP_STATE_FILE, dir);
+	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_STATE_FILE, dir);
 	rc = snap_writer_finish(w, path, err);
 out:
 	snap_writer_free(w);

@@ -24,14 +24,14 @@
 #include "vmm/sandbox.h"
 #include "vmm/vm.h"
 #include "vmm/vm_snapshot.h"
-#include "worker/options.h"
+#include "proto/worker.h"
 
 #define VSOCK_GUEST_CID 3
 /* rng, the disks, net, vsock, balloon */
 #define WORKER_MAX_DEVICES (WORKER_MAX_DISKS + 4)
 
 struct worker {
-	struct worker_options opt;
+	struct worker_launch opt;
 	struct vm *vm;
 	struct console console;
 	bool console_open;
@@ -295,7 +295,7 @@ static int restore_setup(struct worker *w, const struct timespec *t0, struct vmm
 		.mem_mib = m.ram_bytes >> 20,
 		.nvcpus = m.nvcpus,
 		.mem_fd = mem_fd,
-		.mem_offset = SNAP_MEMORY_HEADER_BYTES,
+		.mem_offset = WORKER_SNAP_MEMORY_HEADER_BYTES,
 		.t_process = *t0,
 	};
 	if (signals_block(w) < 0) {
@@ -306,7 +306,7 @@ static int restore_setup(struct worker *w, const struct timespec *t0, struct vmm
 	int rc = vm_create(&w->vm, &cfg, err);
 	if (rc < 0) {
 		/* -EINVAL: the snapshot asks for what this host's KVM cannot give. */
-		fprintf(stderr, VMM_LOG_PREFIX "%s/" SNAP_STATE_FILE ": %s\n", w->opt.restore, err->msg);
+		fprintf(stderr, VMM_LOG_PREFIX "%s/" WORKER_SNAP_STATE_FILE ": %s\n", w->opt.restore, err->msg);
 		return rc == -EINVAL ? WORKER_EXIT_USAGE : WORKER_EXIT_ERROR;
 	}
 	int status = machine_setup(w, err);
@@ -375,7 +375,7 @@ static void worker_teardown(struct worker *w)
 	snap_reader_free(w->snap.st);
 	if (w->signal_fd >= 0)
 		close(w->signal_fd);
-	worker_options_free(&w->opt);
+	worker_launch_free(&w->opt);
 }
 
 int main(int argc, char **argv)
@@ -388,13 +388,13 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	/* Whatever the parent leaked is not ours to keep once the guest runs. */
 	close_range(3, ~0U, 0);
-	if (worker_options_parse(argc, argv, &w.opt, msg, sizeof(msg)) < 0) {
-		worker_options_free(&w.opt);
+	if (worker_launch_parse(argc, argv, &w.opt, msg, sizeof(msg)) < 0) {
+		worker_launch_free(&w.opt);
 		return usage_error(msg);
 	}
 	if (w.opt.help) {
 		fputs(worker_usage, stdout);
-		worker_options_free(&w.opt);
+		worker_launch_free(&w.opt);
 		return 0;
 	}
 	status = worker_setup(&w, &t0);

@@ -24,7 +24,6 @@
 #include "guest/init.h"
 #include "lib/agent.h"
 #include "test_agent_fixture.h"
-#include "vmm/vm.h"
 
 static struct agent_fixture fx;
 
@@ -55,12 +54,6 @@ static void expect_error(int rc, sm_error **errp, sm_code code, const char *need
 	cr_expect(strstr(sm_error_string(err), needle), "'%s' not in '%s'", needle, sm_error_string(err));
 	sm_error_free(err);
 	*errp = NULL;
-}
-
-Test(agent, marker_port_matches_the_vmm)
-{
-	cr_expect_eq(SM_BOOT_MARKER_PORT, VM_MARKER_PORT);
-	cr_expect_eq(SM_MARKER_INIT, VM_MARKER_INIT);
 }
 
 Test(agent, ping)

@@ -379,14 +379,14 @@ Test(snapshot, memory_round_trip_is_sparse_and_private)
 	mem_fill(&m);
 	char *path = mem_write(&m, d);
 	cr_assert_eq(stat(path, &st), 0);
-	cr_assert_eq((uint64_t)st.st_size, SNAP_MEMORY_HEADER_BYTES + MEM_BYTES);
+	cr_assert_eq((uint64_t)st.st_size, WORKER_SNAP_MEMORY_HEADER_BYTES + MEM_BYTES);
 	/* header + 4 data pages (+ slack for filesystem allocation granularity) */
 	cr_assert_lt((uint64_t)st.st_blocks * 512, 1ull << 20, "zero pages were written: %lld blocks",
 		     (long long)st.st_blocks);
 
 	int fd = snap_memory_open(path, MEM_BYTES, id_a, &err);
 	cr_assert_geq(fd, 0, "%s", err.msg);
-	cr_assert_eq(guest_mem_map_file(&back, fd, SNAP_MEMORY_HEADER_BYTES, MEM_BYTES, 3ull << 30,
+	cr_assert_eq(guest_mem_map_file(&back, fd, WORKER_SNAP_MEMORY_HEADER_BYTES, MEM_BYTES, 3ull << 30,
 					4ull << 30), 0);
 	cr_assert(back.file_backed);
 	for (uint64_t gpa = 0; gpa < MEM_BYTES; gpa += 1 << 20)
@@ -398,13 +398,13 @@ Test(snapshot, memory_round_trip_is_sparse_and_private)
 	fd = snap_memory_open(path, MEM_BYTES, id_a, &err);
 	cr_assert_geq(fd, 0, "%s", err.msg);
 	uint8_t b;
-	cr_assert_eq(pread(fd, &b, 1, SNAP_MEMORY_HEADER_BYTES), 1);
+	cr_assert_eq(pread(fd, &b, 1, WORKER_SNAP_MEMORY_HEADER_BYTES), 1);
 	cr_assert_eq(b, 0x11);
 	close(fd);
 
 	/* A snapshot of a restored (private, file-backed) VM round-trips too. */
 	fd = snap_memory_open(path, MEM_BYTES, id_a, &err);
-	cr_assert_eq(guest_mem_map_file(&back, fd, SNAP_MEMORY_HEADER_BYTES, MEM_BYTES, 3ull << 30,
+	cr_assert_eq(guest_mem_map_file(&back, fd, WORKER_SNAP_MEMORY_HEADER_BYTES, MEM_BYTES, 3ull << 30,
 					4ull << 30), 0);
 	memset(guest_mem_ptr(&back, 2 << 20, 4096), 0x66, 4096);
 	char path2[300];
@@ -412,9 +412,9 @@ Test(snapshot, memory_round_trip_is_sparse_and_private)
 	cr_assert_eq(snap_memory_write(path2, &back, id_b, &err), 0, "%s", err.msg);
 	int fd2 = snap_memory_open(path2, MEM_BYTES, id_b, &err);
 	cr_assert_geq(fd2, 0, "%s", err.msg);
-	cr_assert_eq(pread(fd2, &b, 1, SNAP_MEMORY_HEADER_BYTES + (2 << 20)), 1);
+	cr_assert_eq(pread(fd2, &b, 1, WORKER_SNAP_MEMORY_HEADER_BYTES + (2 << 20)), 1);
 	cr_assert_eq(b, 0x66);
-	cr_assert_eq(pread(fd2, &b, 1, SNAP_MEMORY_HEADER_BYTES + (5 << 20)), 1);
+	cr_assert_eq(pread(fd2, &b, 1, WORKER_SNAP_MEMORY_HEADER_BYTES + (5 << 20)), 1);
 	cr_assert_eq(b, 0x22);
 	close(fd2);
 	guest_mem_free(&back);
@@ -445,11 +445,11 @@ Test(snapshot, bad_memory_files_rejected)
 	int fd = open(path, O_RDWR);
 	cr_assert_geq(fd, 0);
 	/* truncated: RAM missing at the end */
-	cr_assert_eq(ftruncate(fd, (off_t)(SNAP_MEMORY_HEADER_BYTES + MEM_BYTES - 4096)), 0);
+	cr_assert_eq(ftruncate(fd, (off_t)(WORKER_SNAP_MEMORY_HEADER_BYTES + MEM_BYTES - 4096)), 0);
 	expect_memory_error(path, MEM_BYTES, id_a, "truncated");
 	cr_assert_eq(ftruncate(fd, 100), 0);
 	expect_memory_error(path, MEM_BYTES, id_a, "smaller than its header");
-	cr_assert_eq(ftruncate(fd, (off_t)(SNAP_MEMORY_HEADER_BYTES + MEM_BYTES)), 0);
+	cr_assert_eq(ftruncate(fd, (off_t)(WORKER_SNAP_MEMORY_HEADER_BYTES + MEM_BYTES)), 0);
 	/* header wiped (version bumped and checksum fixed: a newer format) */
 	uint8_t h[48] = { 'S', 'M', 'M', 'E', 'M', 'O', 'R', 'Y' };
 	le32(h + 8, SNAP_FORMAT_VERSION + 1);

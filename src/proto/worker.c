@@ -1,4 +1,8 @@
-#include "worker/options.h"
+/*
+ * The worker's command line (src/proto/worker.h): parsed by the worker,
+ * built by the library, in one file so the two cannot drift apart.
+ */
+#include "proto/worker.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -8,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/vm.h"
 
 const char worker_usage[] =
 	"usage: supermachine-worker --kernel FILE [options]\n"
@@ -112,7 +115,7 @@ static int set_once(const char **slot, const char *value, const char *name, char
 	return 0;
 }
 
-static int parse_disk(struct worker_options *o, const char *spec, char *err, size_t errlen)
+static int parse_disk(struct worker_launch *o, const char *spec, char *err, size_t errlen)
 {
 	if (o->ndisks == WORKER_MAX_DISKS)
 		return fail(err, errlen, "--disk: at most %d disks", WORKER_MAX_DISKS);
@@ -122,6 +125,7 @@ static int parse_disk(struct worker_options *o, const char *spec, char *err, siz
 	struct worker_disk *d = &o->disks[o->ndisks++];
 	char *save = NULL;
 	char *first = strtok_r(copy, ",", &save);
+	d->owned = copy;
 	d->path = copy;
 	if (first != copy)
 		return fail(err, errlen, "--disk '%s': no file name", spec);
@@ -132,8 +136,9 @@ static int parse_disk(struct worker_options *o, const char *spec, char *err, siz
 			if (d->id)
 				return fail(err, errlen, "--disk '%s': id given twice", spec);
 			d->id = opt + 3;
-			if (!*d->id || strlen(d->id) > 20)
-				return fail(err, errlen, "--disk '%s': id must be 1 to 20 bytes", spec);
+			if (!*d->id || strlen(d->id) > WORKER_DISK_ID_MAX)
+				return fail(err, errlen, "--disk '%s': id must be 1 to %d bytes", spec,
+					    WORKER_DISK_ID_MAX);
 		} else {
 			return fail(err, errlen, "--disk '%s': unknown option '%s' (ro, id=NAME)", spec,
 				    opt);
@@ -148,7 +153,7 @@ static int parse_disk(struct worker_options *o, const char *spec, char *err, siz
 	return 0;
 }
 
-static int parse_one(struct worker_options *o, int opt, const char *arg, char *err, size_t errlen)
+static int parse_one(struct worker_launch *o, int opt, const char *arg, char *err, size_t errlen)
 {
 	uint64_t v;
 
@@ -168,16 +173,16 @@ static int parse_one(struct worker_options *o, int opt, const char *arg, char *e
 	case OPT_RESTORE:
 		return set_once(&o->restore, arg, "restore", err, errlen);
 	case OPT_MEMORY:
-		if (parse_uint(arg, VM_MIN_MEM_MIB, 1ULL << 24, &v) < 0)
+		if (parse_uint(arg, WORKER_MIN_MEMORY_MIB, WORKER_MAX_MEMORY_MIB, &v) < 0)
 			return fail(err, errlen, "--memory '%s': a whole number of MiB from %d to %llu",
-				    arg, VM_MIN_MEM_MIB, 1ULL << 24);
+				    arg, WORKER_MIN_MEMORY_MIB, WORKER_MAX_MEMORY_MIB);
 		o->memory_mib = v;
 		o->memory_set = true;
 		return 0;
 	case OPT_VCPUS:
-		if (parse_uint(arg, 1, VM_MAX_VCPUS, &v) < 0)
+		if (parse_uint(arg, 1, WORKER_MAX_VCPUS, &v) < 0)
 			return fail(err, errlen, "--vcpus '%s': a number from 1 to %d", arg,
-				    VM_MAX_VCPUS);
+				    WORKER_MAX_VCPUS);
 		o->vcpus = (unsigned)v;
 		o->vcpus_set = true;
 		return 0;
@@ -198,7 +203,7 @@ static int parse_one(struct worker_options *o, int opt, const char *arg, char *e
 }
 
 /* The first boot-only option given along with --restore, or NULL. */
-static const char *restore_conflict(const struct worker_options *o)
+static const char *restore_conflict(const struct worker_launch *o)
 {
 	if (o->kernel)
 		return "kernel";
@@ -213,7 +218,7 @@ static const char *restore_conflict(const struct worker_options *o)
 	return NULL;
 }
 
-int worker_options_parse(int argc, char **argv, struct worker_options *o, char *err, size_t errlen)
+int worker_launch_parse(int argc, char **argv, struct worker_launch *o, char *err, size_t errlen)
 {
 	memset(o, 0, sizeof(*o));
 	o->memory_mib = WORKER_DEFAULT_MEMORY_MIB;
@@ -255,9 +260,190 @@ int worker_options_parse(int argc, char **argv, struct worker_options *o, char *
 	return 0;
 }
 
-void worker_options_free(struct worker_options *o)
+void worker_launch_free(struct worker_launch *o)
 {
 	for (unsigned i = 0; i < o->ndisks; i++)
-		free(o->disks[i].path);
+		free(o->disks[i].owned);
 	o->ndisks = 0;
+}
+
+/* ---- building: the library's side ---------------------------------------------- */
+
+/* An argv under construction: every string its own allocation. */
+struct argv_build {
+	char **v;
+	unsigned n;
+	bool oom;
+};
+
+static void arg_add(struct argv_build *b, const char *s)
+{
+	if (b->oom || b->n + 1 >= WORKER_MAX_ARGS) {
+		b->oom = true;
+		return;
+	}
+	if (!(b->v[b->n] = strdup(s)))
+		b->oom = true;
+	else
+		b->n++;
+}
+
+static void arg_opt(struct argv_build *b, const char *name, const char *value)
+{
+	if (!value)
+		return;
+	arg_add(b, name);
+	arg_add(b, value);
+}
+
+static void arg_uint(struct argv_build *b, const char *name, uint64_t v)
+{
+	char s[24];
+
+	snprintf(s, sizeof(s), "%llu", (unsigned long long)v);
+	arg_opt(b, name, s);
+}
+
+/* "PATH[,ro][,id=NAME]"; -1 when PATH or NAME cannot be said in a spec. */
+static int disk_spec(const struct worker_disk *d, char *out, size_t len, char *err, size_t errlen)
+{
+	if (!d->path || !*d->path || strchr(d->path, ','))
+		return fail(err, errlen, "disk '%s': the path must be non-empty and hold no ','",
+			    d->path ? d->path : "");
+	if (d->id && (!*d->id || strlen(d->id) > WORKER_DISK_ID_MAX || strchr(d->id, ',')))
+		return fail(err, errlen, "disk %s: id '%s' must be 1 to %d bytes without ','", d->path,
+			    d->id, WORKER_DISK_ID_MAX);
+	if ((size_t)snprintf(out, len, "%s%s%s%s", d->path, d->read_only ? ",ro" : "", d->id ? ",id=" : "",
+			     d->id ? d->id : "") >= len)
+		return fail(err, errlen, "disk %s: path too long", d->path);
+	return 0;
+}
+
+static int arg_disks(struct argv_build *b, const struct worker_launch *l, char *err, size_t errlen)
+{
+	char spec[4200];
+
+	if (l->ndisks > WORKER_MAX_DISKS)
+		return fail(err, errlen, "%u disks: at most %d", l->ndisks, WORKER_MAX_DISKS);
+	for (unsigned i = 0; i < l->ndisks; i++) {
+		if (disk_spec(&l->disks[i], spec, sizeof(spec), err, errlen) < 0)
+			return -1;
+		arg_opt(b, "--disk", spec);
+	}
+	return 0;
+}
+
+int worker_launch_argv(const struct worker_launch *l, const char *exe, char ***out, char *err, size_t errlen)
+{
+	struct argv_build b = { .v = calloc(WORKER_MAX_ARGS, sizeof(char *)) };
+
+	*out = NULL;
+	if (!b.v)
+		return fail(err, errlen, "out of memory"), -ENOMEM;
+	arg_add(&b, exe);
+	arg_opt(&b, "--restore", l->restore);
+	arg_opt(&b, "--kernel", l->kernel);
+	arg_opt(&b, "--initrd", l->initrd);
+	arg_opt(&b, "--cmdline", l->cmdline);
+	if (l->memory_set)
+		arg_uint(&b, "--memory", l->memory_mib);
+	if (l->vcpus_set)
+		arg_uint(&b, "--vcpus", l->vcpus);
+	if (arg_disks(&b, l, err, errlen) < 0) {
+		worker_argv_free(b.v);
+		return -EINVAL;
+	}
+	arg_opt(&b, "--vsock", l->vsock);
+	arg_opt(&b, "--control", l->control);
+	arg_opt(&b, "--console", l->console);
+	if (l->net)
+		arg_add(&b, "--net");
+	if (l->balloon)
+		arg_add(&b, "--balloon");
+	if (b.oom) {
+		worker_argv_free(b.v);
+		return fail(err, errlen, "out of memory"), -ENOMEM;
+	}
+	*out = b.v;
+	return 0;
+}
+
+void worker_argv_free(char **argv)
+{
+	for (size_t i = 0; argv && argv[i]; i++)
+		free(argv[i]);
+	free(argv);
+}
+
+/* ---- the control socket's lines ----------------------------------------------------- */
+
+static const char *skip_blanks(const char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return s;
+}
+
+int worker_request_parse(const char *line, struct worker_request *r)
+{
+	const char *p = skip_blanks(line);
+	size_t n = strcspn(p, " \t");
+
+	r->name[0] = 0;
+	r->args = "";
+	if (n == 0)
+		return -EINVAL;
+	if (n >= sizeof(r->name))
+		return -ENAMETOOLONG;
+	memcpy(r->name, p, n);
+	r->name[n] = 0;
+	r->args = skip_blanks(p + n);
+	return 0;
+}
+
+/* line is WORD alone or WORD followed by a blank: where its text starts, or NULL. */
+static const char *after_word(const char *line, const char *word)
+{
+	size_t n = strlen(word);
+
+	if (strncmp(line, word, n) != 0)
+		return NULL;
+	if (line[n] == 0)
+		return line + n;
+	return line[n] == ' ' ? line + n + 1 : NULL;
+}
+
+int worker_reply_parse(const char *line, struct worker_reply *r)
+{
+	const char *t;
+
+	if ((t = after_word(line, "ok")))
+		r->ok = true;
+	else if ((t = after_word(line, "error")))
+		r->ok = false;
+	else
+		return r->ok = false, r->text = "", -EPROTO;
+	r->text = t;
+	return 0;
+}
+
+int worker_reply_u64(const char *text, const char *key, uint64_t *v)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = skip_blanks(text); *p; p = skip_blanks(p + strcspn(p, " \t"))) {
+		if (strncmp(p, key, klen) != 0 || p[klen] != '=')
+			continue;
+		const char *num = p + klen + 1;
+		char *end;
+		if (*num < '0' || *num > '9')
+			return -EINVAL;
+		errno = 0;
+		unsigned long long x = strtoull(num, &end, 10);
+		if (errno || (*end && *end != ' ' && *end != '\t'))
+			return -EINVAL;
+		*v = x;
+		return 0;
+	}
+	return -ENOENT;
 }

@@ -1,0 +1,136 @@
+/*
+ * The contract between libsupermachine and supermachine-worker, as
+ * src/proto/proto.h is the contract between the library and the guest:
+ * what a worker is launched with (its command line, built and parsed by
+ * the same code), its control socket's commands and replies as typed
+ * values, its exit statuses, the files of a snapshot it writes and
+ * reads, and the I/O port the guest's /init marks its progress on.
+ * Plain C and libc: the library, the worker, the VMM and the guest's
+ * /init all include it. docs/vmm.md describes the same in prose.
+ */
+#ifndef SM_PROTO_WORKER_H
+#define SM_PROTO_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- the launch: the worker's command line, built and parsed here ---- */
+
+#define WORKER_MAX_DISKS 12
+#define WORKER_DISK_ID_MAX 20
+#define WORKER_MIN_MEMORY_MIB 64
+#define WORKER_MAX_MEMORY_MIB (1ull << 24)
+#define WORKER_MAX_VCPUS 32
+#define WORKER_DEFAULT_MEMORY_MIB 256
+#define WORKER_DEFAULT_CMDLINE "quiet"
+/* the most arguments worker_launch_argv() makes: each option twice, disks twice each */
+#define WORKER_MAX_ARGS (2 * (16 + WORKER_MAX_DISKS) + 2)
+
+struct worker_disk {
+	const char *path;
+	bool read_only;
+	const char *id;  /* the guest's serial, 1..WORKER_DISK_ID_MAX bytes; NULL: none */
+	char *owned;     /* parsed from a spec: the copy path and id point into */
+};
+
+/* What a worker runs: a boot (kernel) or a restore (snapshot directory), and its devices. */
+struct worker_launch {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	uint64_t memory_mib;
+	unsigned vcpus;
+	struct worker_disk disks[WORKER_MAX_DISKS];
+	unsigned ndisks;
+	bool net;
+	const char *vsock;
+	bool balloon;
+	const char *console;
+	const char *control;
+	const char *restore; /* snapshot directory: RAM, vCPUs and state come from it */
+	bool help;
+	/* given on the command line (restore refuses them) */
+	bool memory_set, vcpus_set;
+};
+
+/*
+ * Parses the worker's argv. Returns 0, or -1 with one line in err saying
+ * what is wrong. Disk specs are copied; free them with worker_launch_free().
+ */
+int worker_launch_parse(int argc, char **argv, struct worker_launch *l, char *err, size_t errlen);
+void worker_launch_free(struct worker_launch *l);
+
+/*
+ * The argv that launches l with the worker binary at exe (argv[0]),
+ * NULL-terminated, into *out (free with worker_argv_free()). What
+ * worker_launch_parse() reads back is l. 0, or -EINVAL with err saying
+ * why (a disk path holding ',', a bad disk id, too many disks), or
+ * -ENOMEM.
+ */
+int worker_launch_argv(const struct worker_launch *l, const char *exe, char ***out, char *err, size_t errlen);
+void worker_argv_free(char **argv);
+
+/* The --help text. */
+extern const char worker_usage[];
+
+/*
+ * ---- the control socket (docs/vmm.md) ----
+ * One request line "NAME [ARGS]", one reply line "ok[ TEXT]" or
+ * "error[ TEXT]"; a reply's TEXT may carry KEY=NUMBER fields separated by
+ * blanks ("ok target=1024 actual=1024"). The worker side registers
+ * handlers by name (src/vmm/control.c); these are the names the library
+ * sends.
+ */
+#define WORKER_CTL_LINE_MAX 512
+#define WORKER_CTL_NAME_MAX 64
+#define WORKER_CTL_STOP "stop"
+#define WORKER_CTL_SNAPSHOT "snapshot" /* ARGS: the directory to write */
+#define WORKER_CTL_RESET "reset"
+#define WORKER_CTL_BALLOON "balloon"   /* no ARGS: the target and actual pages; ARGS: a new target */
+
+struct worker_request {
+	char name[WORKER_CTL_NAME_MAX];
+	const char *args; /* into the line: "" when there are none */
+};
+
+struct worker_reply {
+	bool ok;
+	const char *text; /* into the line, after "ok"/"error" and one blank: "" when there is none */
+};
+
+/* Splits a request line (without its newline): 0, -EINVAL when it has no name, -ENAMETOOLONG. */
+int worker_request_parse(const char *line, struct worker_request *r);
+/* Reads a reply line (without its newline): 0, or -EPROTO when it is neither ok nor error. */
+int worker_reply_parse(const char *line, struct worker_reply *r);
+/* The number in text's KEY=NUMBER field: 0, -ENOENT (no such field) or -EINVAL (not a number). */
+int worker_reply_u64(const char *text, const char *key, uint64_t *v);
+
+/* ---- exit statuses (docs/vmm.md). 128+N: ended by host signal N. ---- */
+enum worker_status {
+	WORKER_EXIT_REBOOT = 0,  /* the guest rebooted (or reset) */
+	WORKER_EXIT_ERROR = 1,   /* KVM or the VMM failed */
+	WORKER_EXIT_USAGE = 2,   /* bad command line or setup, before any guest code ran */
+	WORKER_EXIT_PANIC = 3,   /* the guest kernel panicked */
+	WORKER_EXIT_STOP = 4,    /* stopped on request (control socket, console escape) */
+	WORKER_EXIT_SANDBOX = 5, /* the worker made a system call its sandbox forbids */
+	WORKER_EXIT_SIGNAL_BASE = 128,
+};
+
+/* ---- a snapshot directory's files (docs/snapshot-format.md) ---- */
+#define WORKER_SNAP_STATE_FILE "state"        /* vCPUs, irqchip, devices: written by the worker */
+#define WORKER_SNAP_MEMORY_FILE "memory"      /* a header, then guest RAM (sparse) */
+#define WORKER_SNAP_METADATA_FILE "metadata.json" /* written by the library */
+#define WORKER_SNAP_MEMORY_HEADER_BYTES 4096u /* RAM starts here in the memory file */
+
+/*
+ * ---- boot markers ----
+ * /init writes a byte to this I/O port as it starts and once the agent
+ * listens; the worker logs the time of each (boot-time on the control
+ * socket).
+ */
+#define WORKER_MARKER_PORT 0x0ff0
+#define WORKER_MARKER_INIT 1
+#define WORKER_MARKER_AGENT 2
+
+#endif
