@@ -18,6 +18,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "base/fsutil.h"
 #include "lib/assets.h"
 #include "lib/error.h"
 #include "lib/vm.h"
@@ -560,15 +561,15 @@ static int kvm_cache_read(const char *path, const char *key, bool *ok, char *why
 	return found;
 }
 
+/* Best effort: a cache that cannot be written costs the next VM one more probe. */
 static void kvm_cache_write(const char *path, const char *key, bool ok, const char *why)
 {
-	char tmp[VM_PATH_MAX + 64];
 	json_t *j = json_pack("{s:s, s:b, s:s}", "key", key, "ok", ok, "why", why);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
-	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
-	/* a cache: losing it to a crash costs one probe, so no fsync */
-	if (j && json_dump_file(j, tmp, JSON_COMPACT) == 0 && rename(tmp, path) < 0)
-		unlink(tmp);
+	if (text)
+		durable_write(path, text, strlen(text), 0600);
+	free(text);
 	json_decref(j);
 }
 
