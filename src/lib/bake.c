@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 #include "oci/oci.h"
 
 #define BAKE_DEFAULT_TRIGGER_TIMEOUT_MS 120000u

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/log.h"
 
 #define POOL_DEFAULT_MAX 4u

@@ -18,8 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "base/fsutil.h"
-#include "lib/error.h"
 #include "lib/hostcheck.h"
 #include "lib/log.h"
 #include "oci/oci.h"

@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/hostcheck.h"
 #include "lib/exec.h"
 #include "lib/guestcfg.h"
