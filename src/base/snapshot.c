@@ -1,10 +1,10 @@
 /*
  * The snapshot state file and the memory file's header. Layout in
  * snapshot.h and docs/snapshot-format.md; the memory file's RAM is
- * written and mapped by src/vmm/snapshot_memory.c. All integers are little-endian; this file is
- * x86_64/arm64-only, so plain stores are little-endian already, but every
- * field still goes through put/get so a big-endian port has one place to
- * change.
+ * written and opened by src/vmm/snapshot_memory.c. All integers are
+ * little-endian; this file is x86_64/arm64-only, so plain stores are
+ * little-endian already, but every field still goes through put/get so a
+ * big-endian port has one place to change.
  */
 #include "base/snapshot.h"
 
