@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "lib/config.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "oci/oci.h"
 
 #define BAKE_DEFAULT_TRIGGER_TIMEOUT_MS 120000u

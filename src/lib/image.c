@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/snapshot.h"
 
 struct sm_image {

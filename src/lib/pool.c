@@ -27,7 +27,7 @@
 #include <time.h>
 
 #include "lib/config.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/log.h"
 
 #define POOL_DEFAULT_MAX 4u

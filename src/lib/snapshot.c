@@ -21,7 +21,7 @@
 
 #include "base/fsutil.h"
 #include "lib/config.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/hostcheck.h"
 #include "lib/log.h"
 #include "oci/oci.h"

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "lib/config.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/hostcheck.h"
 #include "lib/exec.h"
 #include "lib/guestcfg.h"
