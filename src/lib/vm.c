@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -26,6 +25,7 @@
 
 #include "lib/error.h"
 #include "lib/hostcheck.h"
+#include "lib/launcher.h"
 #include "lib/exec.h"
 #include "lib/guestcfg.h"
 #include "lib/snapshot.h"
@@ -407,35 +407,6 @@ static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_confi
 	return guestcfg_write_initrd(p->assets.initramfs, &pc, p->initrd, err);
 }
 
-/* Runs in the child between fork and exec: async-signal-safe calls only. */
-static void vm_child(const char *log, char *const argv[], pid_t parent, bool detached)
-{
-	sigset_t none;
-	int fd;
-
-	if (detached) {
-		setsid(); /* no terminal signals from the shell that ran `run -d` */
-	} else {
-		/* die with the thread that started us, so no VM outlives the program */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-	}
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	fd = open("/dev/null", O_RDONLY);
-	if (fd >= 0)
-		dup2(fd, STDIN_FILENO);
-	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-	}
-	execv(argv[0], argv);
-	_exit(127);
-}
-
 static unsigned vm_vcpus(const sm_vm_config *cfg)
 {
 	return cfg->vcpus ? cfg->vcpus : (cfg->profile == SM_PROFILE_THROUGHPUT ? VM_THROUGHPUT_VCPUS : 1u);
@@ -476,16 +447,12 @@ int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char 
 static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err)
 {
 	char log[VM_PATH_MAX + 16];
-	pid_t parent = getpid();
+	struct launch l = { .argv = argv, .log = log, .detached = detached };
 
 	snprintf(log, sizeof(log), "%s/worker.log", vm->dir);
-	vm->pid = fork();
-	if (vm->pid < 0)
-		return sm_error_set(err, SM_E_IO, errno, "start the worker %s", argv[0]), -1;
-	if (vm->pid == 0)
-		vm_child(log, (char *const *)argv, parent, detached);
+	if (launcher_spawn(&l, &vm->pid, &vm->pidfd, err) < 0)
+		return -1;
 	vm->owned = true;
-	vm->pidfd = (int)syscall(SYS_pidfd_open, vm->pid, 0);
 	return 0;
 }
 
