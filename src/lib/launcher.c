@@ -36,7 +36,7 @@
 
 #define LAUNCH_CLOEXEC_FALLBACK_MAX 65536 /* descriptors marked one by one without close_range */
 
-enum launch_step { LAUNCH_STDIN, LAUNCH_LOG, LAUNCH_EXEC, LAUNCH_NSTEPS };
+enum launch_step { LAUNCH_PARENT, LAUNCH_STDIN, LAUNCH_LOG, LAUNCH_EXEC, LAUNCH_NSTEPS };
 
 /* What a child that failed writes to its status pipe before _exit(127). */
 struct launch_failure {
@@ -103,8 +103,10 @@ static _Noreturn void child_run(const struct launch *l, int status_fd, pid_t par
 		setsid(); /* no terminal signals from the shell that ran `run -d` */
 	} else {
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* the launcher thread: it ends with the process only */
-		if (getppid() != parent)
-			_exit(127); /* the process ended before the prctl */
+		if (getppid() != parent) {
+			errno = ESRCH; /* the process ended before the prctl */
+			child_fail(status_fd, LAUNCH_PARENT);
+		}
 	}
 	signal(SIGPIPE, SIG_DFL);
 	child_cloexec_all();
@@ -256,7 +258,9 @@ static int launcher_ask(struct launch_req *r)
 
 static void launch_step_describe(const struct launch *l, int step, char *out, size_t len)
 {
-	if (step == LAUNCH_STDIN)
+	if (step == LAUNCH_PARENT)
+		snprintf(out, len, "the process is exiting");
+	else if (step == LAUNCH_STDIN)
 		snprintf(out, len, "open /dev/null as its stdin");
 	else if (step == LAUNCH_LOG)
 		snprintf(out, len, "open its log %s", l->log);
