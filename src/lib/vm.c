@@ -482,6 +482,14 @@ static const char *const *vm_workload(const struct sm_vm *vm, const sm_vm_config
 	return cfg->workload ? cfg->workload : (cfg->image_workload ? (const char *const *)vm->image_cmd : NULL);
 }
 
+int vm_write_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_error **err)
+{
+	char path[VM_PATH_MAX + 16];
+
+	snprintf(path, sizeof(path), "%s/" SNAPMETA_BOOT_FILE, vm->dir);
+	return snapmeta_write(path, m, true, err);
+}
+
 /* boot.json: what a capture of this VM records (src/lib/snapshot.h). */
 static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm_config *cfg, sm_error **err)
 {
@@ -512,7 +520,7 @@ static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm
 		m->image_config = vm_image_config_json(&p->img->config);
 	}
 	m->workload = wl ? snapmeta_strv(wl) : NULL;
-	rc = snapshot_boot_record(vm, m, err);
+	rc = vm_write_boot_record(vm, m, err);
 	snapmeta_release(m);
 	free(m);
 	return rc;
@@ -585,17 +593,11 @@ struct sm_vm *vm_alloc(void)
 {
 	struct sm_vm *vm = calloc(1, sizeof(*vm));
 
-	if (vm)
+	if (vm) {
 		vm->pidfd = -1;
+		vm->kind = &vm_kind_booted;
+	}
 	return vm;
-}
-
-sm_vm *sm_vm_start(const char *image, const sm_vm_config *cfg, sm_error **err)
-{
-	/* a baked snapshot of that name: restore it instead of booting */
-	if (image && sm_snapshot_exists(image))
-		return sm_vm_restore(image, cfg, err);
-	return vm_boot(image, cfg, err);
 }
 
 struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err)
@@ -615,7 +617,7 @@ struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err
 		goto fail;
 	}
 	p->image_label = image;
-	vm->detached = cfg->detached;
+	vm->kind = cfg->detached ? &vm_kind_detached : &vm_kind_booted;
 	vm->remove = !cfg->detached;
 	if (vm_assets_find(&cfg->assets, &p->assets, err) < 0 || vm_plan_image(p, vm, image, err) < 0 ||
 	    vm_plan_volumes(p, vm, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 || vm_runtime_create(vm, err) < 0)
@@ -645,9 +647,8 @@ void vm_discard(struct sm_vm *vm)
 {
 	if (!vm)
 		return;
-	vm->detached = false; /* a VM that never came up is never left behind */
-	vm->remove = true;
-	sm_vm_free(vm);
+	vm->remove = true; /* a VM that never came up is never left behind, detached or not */
+	vm_stop_and_destroy(vm);
 }
 
 sm_vm *sm_vm_attach(const char *id, sm_error **err)
@@ -657,10 +658,10 @@ sm_vm *sm_vm_attach(const char *id, sm_error **err)
 
 	if (!vm)
 		return sm_error_set(err, SM_E_NOMEM, 0, "attach"), NULL;
+	vm->kind = &vm_kind_detached;
 	if (vm_runtime_open(vm, id, err) < 0 || vm_meta_read(vm->dir, &m, err) < 0)
 		goto fail;
 	vm->pid = m.pid;
-	vm->detached = true;
 	if (m.console[0])
 		snprintf(vm->console, sizeof(vm->console), "%s", m.console);
 	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0)
@@ -721,16 +722,8 @@ int sm_vm_stop(sm_vm *vm, uint32_t grace_ms, sm_error **err)
 	return 0;
 }
 
-void sm_vm_free(sm_vm *vm)
+void vm_destroy(struct sm_vm *vm)
 {
-	if (!vm)
-		return;
-	if (vm->pool_slot) {
-		pool_vm_free(vm);
-		return;
-	}
-	if (!vm->detached && vm->pid > 0 && sm_vm_running(vm))
-		sm_vm_stop(vm, 0, NULL);
 	if (vm->remove)
 		vm_runtime_remove(vm);
 	if (vm->pidfd >= 0)
@@ -739,6 +732,34 @@ void sm_vm_free(sm_vm *vm)
 	strv_free(vm->volumes);
 	free(vm);
 }
+
+void vm_stop_and_destroy(struct sm_vm *vm)
+{
+	if (vm->pid > 0 && sm_vm_running(vm))
+		sm_vm_stop(vm, 0, NULL);
+	vm_destroy(vm);
+}
+
+void sm_vm_free(sm_vm *vm)
+{
+	if (vm)
+		vm->kind->free(vm);
+}
+
+int sm_vm_reset(sm_vm *vm, sm_error **err)
+{
+	return vm->kind->reset(vm, err);
+}
+
+/* ---- the kinds vm.c makes ---- */
+
+static int vm_reset_booted(struct sm_vm *vm, sm_error **err)
+{
+	return sm_error_set(err, SM_E_INVALID, 0, "VM %s was booted, not restored: nothing to reset to", vm->id), -1;
+}
+
+const struct vm_kind vm_kind_booted = { .free = vm_stop_and_destroy, .reset = vm_reset_booted };
+const struct vm_kind vm_kind_detached = { .free = vm_destroy, .reset = vm_reset_booted };
 
 /* ---- talking to it ---- */
 
