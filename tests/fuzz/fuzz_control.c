@@ -95,6 +95,8 @@ static void client_send(int fd, const uint8_t *p, size_t n, size_t chunk)
 	for (size_t off = 0; off < n;) {
 		size_t k = n - off < chunk ? n - off : chunk;
 		ssize_t sent = send(fd, p + off, k, MSG_NOSIGNAL);
+		if (sent < 0 && errno == EINTR) /* libFuzzer's -timeout alarm */
+			continue;
 		if (sent <= 0)
 			return;
 		off += (size_t)sent;
@@ -109,7 +111,7 @@ static void replies_check(int fd, const uint8_t *p, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		lines += p[i] == '\n';
-	while ((r = recv(fd, buf, sizeof(buf), 0)) > 0) {
+	while ((r = recv(fd, buf, sizeof(buf), 0)) > 0 || (r < 0 && errno == EINTR)) {
 		for (ssize_t i = 0; i < r; i++) {
 			if (len == sizeof(line))
 				abort(); /* a reply longer than a line */
