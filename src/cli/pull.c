@@ -35,7 +35,9 @@ static void pull_usage(FILE *out)
 		"restores in milliseconds. An up-to-date snapshot NAME is kept.\n"
 		"  --name NAME                   bake into snapshot NAME\n"
 		"  --memory MiB, --vcpus N       the baked VM's size (default 256, 1)\n"
-		"  --net                         give the baked VM a network (NAT)\n"
+		"  --net, --network NET          the baked VM's network: nat (the default:\n"
+		"                                outbound NAT) or none\n"
+		"  --no-net                      --net none\n"
 		"  --snapshot-on WHEN            capture when: ready (the agent answers;\n"
 		"                                default), listener[=PORT] (the workload\n"
 		"                                listens on a TCP port), after=MS,\n"
@@ -119,7 +121,7 @@ static int progress_draw(const sm_pull_progress *p, void *arg)
 }
 
 /* The bake options; 0, or -1 after saying what is wrong. */
-static int pull_bake_opt(struct cli_bake_opts *b, int c, const char *arg)
+static int pull_bake_opt(struct cli_bake_opts *b, int c, const char *arg, int argc, char **argv)
 {
 	unsigned long v;
 
@@ -150,8 +152,10 @@ static int pull_bake_opt(struct cli_bake_opts *b, int c, const char *arg)
 		b->warmup_tag = arg;
 		return 0;
 	case 'N':
-		b->network = true;
-		return 0;
+	case 'X':
+	case 'O':
+		b->network_given = true;
+		return cli_net_value(c == 'X' ? "none" : cli_net_arg(c == 'N', argc, argv), &b->network, "pull");
 	case 'f':
 		b->force = true;
 		return 0;
@@ -169,7 +173,9 @@ int cmd_pull(int argc, char **argv)
 		{ "snapshot-on", required_argument, NULL, 's' },
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "warmup-tag", required_argument, NULL, 't' },
-		{ "net", no_argument, NULL, 'N' },
+		{ "net", optional_argument, NULL, 'N' },
+		{ "network", required_argument, NULL, 'O' },
+		{ "no-net", no_argument, NULL, 'X' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "platform", required_argument, NULL, OPT_PLATFORM },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -179,7 +185,7 @@ int cmd_pull(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	sm_pull_config opts = SM_PULL_CONFIG_INIT;
-	struct cli_bake_opts bake = { 0 };
+	struct cli_bake_opts bake = { .network = true }; /* as run: outbound NAT unless --net none */
 	struct progress_view view = { 0 };
 	sm_oci_image *img = NULL;
 	sm_error *err = NULL;
@@ -208,7 +214,7 @@ int cmd_pull(int argc, char **argv)
 			pull_usage(stderr);
 			return 2;
 		default:
-			if (pull_bake_opt(&bake, c, optarg) < 0)
+			if (pull_bake_opt(&bake, c, optarg, argc, argv) < 0)
 				return 2;
 		}
 	}
@@ -216,7 +222,7 @@ int cmd_pull(int argc, char **argv)
 		pull_usage(stderr);
 		return 2;
 	}
-	if (!bake.name && (bake.memory_mib || bake.vcpus || bake.nwarmup || bake.warmup_tag || bake.network ||
+	if (!bake.name && (bake.memory_mib || bake.vcpus || bake.nwarmup || bake.warmup_tag || bake.network_given ||
 			   bake.trigger || bake.force)) {
 		fprintf(stderr, "supermachine: pull: --memory, --vcpus, --net, --snapshot-on, --warmup, "
 				"--warmup-tag and --force bake a snapshot: give --name NAME too\n");
