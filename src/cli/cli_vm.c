@@ -398,12 +398,12 @@ const char *cli_net_arg(bool optional, int argc, char **argv)
 
 void cli_bad_option(int c, char **argv, const char *cmd)
 {
-	const char *arg = argv[optind - 1];
+	const char *arg = optind > 0 ? argv[optind - 1] : "";
+	const char *what = c == ':' ? "option needs a value" : "unknown option";
 
-	if (optopt > ' ' && optopt < 127)
-		fprintf(stderr, "supermachine: %s: %s: -%c (see 'supermachine %s --help')\n", cmd,
-			c == ':' ? "option needs a value" : "unknown option", optopt, cmd);
+	/* a long option is the argument itself; a short one may sit in a cluster (-dz) */
+	if (!strncmp(arg, "--", 2) || optopt <= ' ' || optopt >= 127)
+		fprintf(stderr, "supermachine: %s: %s: %s (see 'supermachine %s --help')\n", cmd, what, arg, cmd);
 	else
-		fprintf(stderr, "supermachine: %s: %s: %s (see 'supermachine %s --help')\n", cmd,
-			c == ':' ? "option needs a value" : "unknown option", arg, cmd);
+		fprintf(stderr, "supermachine: %s: %s: -%c (see 'supermachine %s --help')\n", cmd, what, optopt, cmd);
 }
