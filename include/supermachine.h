@@ -390,6 +390,13 @@ sm_vm_list *sm_vm_list_load(sm_error **err);
 size_t sm_vm_list_count(const sm_vm_list *l);
 /* Entry i (< count), owned by l. */
 const sm_vm_info *sm_vm_list_at(const sm_vm_list *l, size_t i);
+/*
+ * The list as `supermachine ps --format json` prints it: an array of
+ * objects (id, image, command, created, pid, status "running"/"exited",
+ * exit_code or null, detached, console); later versions add fields, never
+ * remove or retype one. free() it; NULL when out of memory.
+ */
+char *sm_vm_list_json(const sm_vm_list *l);
 void sm_vm_list_free(sm_vm_list *l);
 
 /* Its ID (sm_vm_attach() takes it). */

@@ -361,6 +361,16 @@ int cli_env_file(struct cli_exec_opts *o, const char *path, const char *cmd)
 	return rc;
 }
 
+int cli_format_json(const char *v, bool *json, const char *cmd)
+{
+	if (strcmp(v, "json")) {
+		fprintf(stderr, "supermachine: %s: --format '%s': only json is supported (Go templates are not)\n", cmd, v);
+		return -1;
+	}
+	*json = true;
+	return 0;
+}
+
 static const char *const net_values[] = { "none", "nat", "slirp", "bridge", "default", "host" };
 
 bool cli_net_is_value(const char *v)

@@ -47,6 +47,11 @@ int cli_env_file(struct cli_exec_opts *o, const char *path, const char *cmd);
  * message on stderr ("host" and anything else are not networks a VM has).
  */
 int cli_net_value(const char *v, bool *on, const char *cmd);
+/*
+ * --format's value: only "json" (a JSON array, as --json), since Go
+ * templates are Docker's own. 0, or -1 with a message on stderr.
+ */
+int cli_format_json(const char *v, bool *json, const char *cmd);
 /* True when v is a --net value: `--net none` takes it as the option's, not as IMAGE. */
 bool cli_net_is_value(const char *v);
 /*

@@ -269,3 +269,14 @@ Test(cli_parse, progress_more_layers_than_the_table)
 	free(text);
 	free(v);
 }
+
+Test(cli_parse, format_json_only, .init = cr_redirect_stderr)
+{
+	bool json = false;
+
+	cr_expect(cli_format_json("json", &json, "ps") == 0 && json);
+	json = false;
+	cr_expect(cli_format_json("{{.ID}}", &json, "ps") < 0 && !json);
+	fflush(stderr);
+	cr_expect_stderr_eq_str("supermachine: ps: --format '{{.ID}}': only json is supported (Go templates are not)\n");
+}
