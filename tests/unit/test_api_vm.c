@@ -267,3 +267,38 @@ Test(api_vm, list_as_json)
 	kill(w, SIGKILL);
 	waitpid(w, NULL, 0);
 }
+
+/* `system df` counts the runtime directories; `system prune` removes only ended VMs past a minute. */
+Test(api_vm, store_usage_and_prune)
+{
+	pid_t w = fake_worker(), gone = dead_pid();
+	int64_t now = (int64_t)time(NULL);
+	sm_store_usage u = SM_STORE_USAGE_INIT;
+	sm_prune_report r = SM_PRUNE_REPORT_INIT;
+	sm_error *err = NULL;
+	char path[256];
+
+	vm_dir("aaaaaaaaaaaa", w, now - 600, "running\n");
+	vm_dir("bbbbbbbbbbbb", gone, now - 600, "init[1]: workload exited with status 0\n");
+	vm_dir("cccccccccccc", gone, now - 5, "just started: its worker may not be up yet\n");
+	cr_assert(sm_store_usage_get(&u, &err) == 0, "%s", sm_error_string(err));
+	cr_expect_eq(u.vms, 3);
+	cr_expect_eq(u.vms_running, 1);
+	cr_expect_gt(u.runtime_bytes, 0);
+	cr_expect_eq(u.images, 0);
+	cr_expect_eq(u.snapshots, 0);
+	cr_assert(sm_store_prune(&r, &err) == 0, "%s", sm_error_string(err));
+	cr_expect_eq(r.vms, 1);
+	cr_expect_gt(r.vm_bytes, 0);
+	snprintf(path, sizeof(path), "%s/bbbbbbbbbbbb", base);
+	cr_expect(access(path, F_OK) < 0, "the ended VM's directory is still there");
+	snprintf(path, sizeof(path), "%s/aaaaaaaaaaaa/meta.json", base);
+	cr_expect(access(path, F_OK) == 0, "a running VM's directory went");
+	snprintf(path, sizeof(path), "%s/cccccccccccc/meta.json", base);
+	cr_expect(access(path, F_OK) == 0, "a VM started a moment ago was pruned");
+	u.size = sizeof(size_t) - 1;
+	cr_expect(sm_store_usage_get(&u, &err) < 0 && sm_error_code(err) == SM_E_INVALID);
+	sm_error_free(err);
+	kill(w, SIGKILL);
+	waitpid(w, NULL, 0);
+}
