@@ -390,6 +390,13 @@ sm_vm_list *sm_vm_list_load(sm_error **err);
 size_t sm_vm_list_count(const sm_vm_list *l);
 /* Entry i (< count), owned by l. */
 const sm_vm_info *sm_vm_list_at(const sm_vm_list *l, size_t i);
+/*
+ * The list as `supermachine ps --format json` prints it: an array of
+ * objects (id, image, command, created, pid, status "running"/"exited",
+ * exit_code or null, detached, console); later versions add fields, never
+ * remove or retype one. free() it; NULL when out of memory.
+ */
+char *sm_vm_list_json(const sm_vm_list *l);
 void sm_vm_list_free(sm_vm_list *l);
 
 /* Its ID (sm_vm_attach() takes it). */
@@ -470,6 +477,8 @@ const char *sm_snapshot_info_path(const sm_snapshot_info *s);
 const char *sm_snapshot_info_image(const sm_snapshot_info *s);
 const char *sm_snapshot_info_image_digest(const sm_snapshot_info *s);
 const char *sm_snapshot_info_warmup_tag(const sm_snapshot_info *s); /* "" when none */
+/* The root filesystem file it boots from (`system prune` keeps it). */
+const char *sm_snapshot_info_rootfs(const sm_snapshot_info *s);
 uint32_t sm_snapshot_info_memory_mib(const sm_snapshot_info *s);
 unsigned sm_snapshot_info_vcpus(const sm_snapshot_info *s);
 int64_t sm_snapshot_info_created(const sm_snapshot_info *s);     /* unix time */
@@ -737,6 +746,45 @@ const char *sm_oci_image_user(const sm_oci_image *img);
 const char *sm_oci_image_stop_signal(const sm_oci_image *img);
 /* The image as `supermachine inspect` prints it (a JSON object); free() it. */
 char *sm_oci_image_json(const sm_oci_image *img);
+
+/* ---- the store and the runtime directories: `system df`, `system prune` -- *
+ *
+ * What the store ($SUPERMACHINE_HOME, ...) and the VMs' runtime
+ * directories hold, and collecting what nothing uses. Each figure is
+ * bytes on disk (allocated blocks), so sparse files count what they use.
+ */
+typedef struct sm_store_usage {
+	size_t size;                /* sizeof(sm_store_usage): the library fills the fields it covers */
+	uint64_t images;            /* names in the store */
+	uint64_t blobs, blob_bytes; /* manifests, configs and layers */
+	uint64_t rootfs, rootfs_bytes;       /* built root filesystems (their .ext4 files) */
+	uint64_t snapshots, snapshot_bytes;  /* complete snapshots: memory and state files */
+	uint64_t vms, vms_running, runtime_bytes; /* runtime directories, and the VMs whose worker runs */
+	uint64_t tmp_bytes;         /* tmp/: downloads in progress or left by an interrupted pull */
+	/* end of the first layout */
+} sm_store_usage;
+#define SM_STORE_USAGE_INIT { .size = sizeof(sm_store_usage) }
+
+/* Fills u (its size set: SM_STORE_USAGE_INIT) with what the store and runtime directories hold. 0 or -1. */
+int sm_store_usage_get(sm_store_usage *u, sm_error **err);
+
+typedef struct sm_prune_report {
+	size_t size;                /* sizeof(sm_prune_report) */
+	uint64_t vms;               /* runtime directories of ended VMs removed */
+	uint64_t vm_bytes;
+	uint64_t store_bytes;       /* blobs, root filesystems and tmp/ files freed */
+	/* end of the first layout */
+} sm_prune_report;
+#define SM_PRUNE_REPORT_INIT { .size = sizeof(sm_prune_report) }
+
+/*
+ * Removes the runtime directories of VMs whose worker is gone (started
+ * more than a minute ago, so a VM being started is never caught), then
+ * the blobs and root filesystems no stored name or snapshot uses and
+ * tmp/ (waiting for pulls in progress to finish). r (may be NULL; its
+ * size set) says what went. 0 or -1.
+ */
+int sm_store_prune(sm_prune_report *r, sm_error **err);
 
 /* ---- images: a baked snapshot, opened once ---------------------------------- *
  *

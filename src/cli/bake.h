@@ -16,7 +16,7 @@ struct cli_bake_opts {
 	const char *name;                  /* NULL: no bake */
 	uint32_t memory_mib;
 	unsigned vcpus;
-	bool network, force, quiet;
+	bool network, network_given, force, quiet;
 	sm_bake_trigger trigger;
 	uint32_t trigger_value;
 	const char *warmup[CLI_MAX_WARMUP]; /* each run as sh -c CMD */

@@ -20,5 +20,6 @@ int cmd_stop(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_system(int argc, char **argv);
 
 #endif

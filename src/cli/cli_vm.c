@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -33,6 +34,16 @@ int cli_number(const char *s, unsigned long max, unsigned long *v, const char *c
 	return 0;
 }
 
+/* Keeps kv (made here, may be NULL: out of memory) in o's environment. */
+static int env_own(struct cli_exec_opts *o, char *kv)
+{
+	if (!kv)
+		return -1;
+	o->env_owned[o->nenv_owned++] = kv;
+	o->env[o->nenv++] = kv;
+	return 0;
+}
+
 int cli_env_add(struct cli_exec_opts *o, const char *spec, const char *cmd)
 {
 	const char *val;
@@ -55,9 +66,7 @@ int cli_env_add(struct cli_exec_opts *o, const char *spec, const char *cmd)
 		return 0;
 	if (asprintf(&kv, "%s=%s", spec, val) < 0)
 		return -1;
-	o->env_owned[o->nenv_owned++] = kv;
-	o->env[o->nenv++] = kv;
-	return 0;
+	return env_own(o, kv);
 }
 
 void cli_exec_opts_free(struct cli_exec_opts *o)
@@ -286,4 +295,125 @@ out:
 	sm_child_free(s.child);
 	sm_exec_free(x);
 	return status;
+}
+
+/* ---- option values: --env-file, --net, a refused option ---- */
+
+#define ENV_FILE_SPACE " \t\r\v\f"
+
+/*
+ * One line of an env file, as Docker's reader takes it: leading space
+ * dropped, the line end (\n or \r\n) too, the value kept as written.
+ * 0, or -1 after saying what is wrong at path:lineno.
+ */
+static int env_file_line(struct cli_exec_opts *o, char *line, const char *path, unsigned lineno,
+			 const char *cmd)
+{
+	size_t len, name_len;
+
+	line += strspn(line, ENV_FILE_SPACE);
+	len = strcspn(line, "\n");
+	if (len && line[len - 1] == '\r')
+		len--;
+	line[len] = 0;
+	if (!line[0] || line[0] == '#')
+		return 0;
+	name_len = strcspn(line, "=");
+	if (!line[name_len]) {
+		while (len && strchr(ENV_FILE_SPACE, line[len - 1]))
+			line[--len] = 0;
+		return cli_env_add(o, line, cmd); /* KEY alone: this shell's value, as -e KEY */
+	}
+	if (name_len == 0 || strcspn(line, ENV_FILE_SPACE) < name_len) {
+		fprintf(stderr, "supermachine: %s: --env-file %s:%u: %s '%.*s'\n", cmd, path, lineno,
+			name_len ? "whitespace in the variable name" : "no variable name before '='", (int)name_len,
+			line);
+		return -1;
+	}
+	if (o->nenv_owned == CLI_MAX_ENV || o->nenv == CLI_MAX_ENV) {
+		fprintf(stderr, "supermachine: %s: --env-file %s: more than %d variables\n", cmd, path, CLI_MAX_ENV);
+		return -1;
+	}
+	return env_own(o, strdup(line));
+}
+
+int cli_env_file(struct cli_exec_opts *o, const char *path, const char *cmd)
+{
+	FILE *f = fopen(path, "re");
+	unsigned lineno = 0;
+	char *line = NULL;
+	size_t cap = 0;
+	int rc = 0;
+
+	if (!f) {
+		fprintf(stderr, "supermachine: %s: --env-file %s: %s\n", cmd, path, strerror(errno));
+		return -1;
+	}
+	errno = 0;
+	while (rc == 0 && getline(&line, &cap, f) >= 0)
+		rc = env_file_line(o, line, path, ++lineno, cmd);
+	if (rc == 0 && ferror(f)) {
+		fprintf(stderr, "supermachine: %s: --env-file %s: %s\n", cmd, path, strerror(errno ? errno : EIO));
+		rc = -1;
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+int cli_format_json(const char *v, bool *json, const char *cmd)
+{
+	if (strcmp(v, "json")) {
+		fprintf(stderr, "supermachine: %s: --format '%s': only json is supported (Go templates are not)\n", cmd, v);
+		return -1;
+	}
+	*json = true;
+	return 0;
+}
+
+static const char *const net_values[] = { "none", "nat", "slirp", "bridge", "default", "host" };
+
+bool cli_net_is_value(const char *v)
+{
+	for (size_t i = 0; v && i < sizeof(net_values) / sizeof(net_values[0]); i++)
+		if (!strcmp(v, net_values[i]))
+			return true;
+	return false;
+}
+
+int cli_net_value(const char *v, bool *on, const char *cmd)
+{
+	if (!strcmp(v, "host")) {
+		fprintf(stderr, "supermachine: %s: --net host: a VM cannot share the host's network stack; "
+				"use the default (NAT) and -p to publish ports\n", cmd);
+		return -1;
+	}
+	if (!cli_net_is_value(v)) {
+		fprintf(stderr, "supermachine: %s: --net '%s': want none, or nat (the default: outbound NAT)\n", cmd,
+			v);
+		return -1;
+	}
+	*on = strcmp(v, "none") != 0;
+	return 0;
+}
+
+const char *cli_net_arg(bool optional, int argc, char **argv)
+{
+	if (optarg || !optional)
+		return optarg;
+	if (optind < argc && cli_net_is_value(argv[optind]))
+		return argv[optind++];
+	return "nat";
+}
+
+void cli_bad_option(int c, char **argv, const char *cmd)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "";
+	const char *what = c == ':' ? "option needs a value" : "unknown option";
+
+	/* a long option is the argument itself; a short one may sit in a cluster (-dz) */
+	if (!strncmp(arg, "--", 2) || optopt <= ' ' || optopt >= 127)
+		fprintf(stderr, "supermachine: %s: %s: %s (see 'supermachine %s --help')\n", cmd, what, arg, cmd);
+	else
+		fprintf(stderr, "supermachine: %s: %s: -%c (see 'supermachine %s --help')\n", cmd, what, optopt, cmd);
 }

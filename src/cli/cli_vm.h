@@ -33,6 +33,40 @@ struct cli_exec_opts {
 
 /* -e K=V (or -e K: K's value here). 0, or -1 with a message on stderr. */
 int cli_env_add(struct cli_exec_opts *o, const char *spec, const char *cmd);
+/*
+ * --env-file FILE, in Docker's format: a KEY=VALUE line each (VALUE as
+ * written, to the end of the line), KEY alone takes this shell's value
+ * (none when unset), lines starting with # and blank lines are skipped.
+ * 0, or -1 with one line on stderr (a file that cannot be read, a line
+ * without a name, a name with whitespace).
+ */
+int cli_env_file(struct cli_exec_opts *o, const char *path, const char *cmd);
+/*
+ * A --net/--network value: "none" is off; "nat", "slirp", "bridge" and
+ * "default" are the outbound NAT network. 0 with *on set, or -1 with a
+ * message on stderr ("host" and anything else are not networks a VM has).
+ */
+int cli_net_value(const char *v, bool *on, const char *cmd);
+/*
+ * --format's value: only "json" (a JSON array, as --json), since Go
+ * templates are Docker's own. 0, or -1 with a message on stderr.
+ */
+int cli_format_json(const char *v, bool *json, const char *cmd);
+/* True when v is a --net value: `--net none` takes it as the option's, not as IMAGE. */
+bool cli_net_is_value(const char *v);
+/*
+ * The value of the --net (optional: a getopt optional_argument) or
+ * --network option getopt_long just returned: --net=V, --network V, and
+ * a bare --net takes the next argument when it is a network name (so
+ * `--net none` works and `--net IMAGE` keeps meaning NAT), else "nat".
+ */
+const char *cli_net_arg(bool optional, int argc, char **argv);
+/*
+ * The option getopt_long (optstring starting with ':', opterr 0) refused
+ * with c ('?': unknown, ':': its value missing): one line naming it, as
+ * Docker says it.
+ */
+void cli_bad_option(int c, char **argv, const char *cmd);
 void cli_exec_opts_free(struct cli_exec_opts *o);
 /* A number 1..max for option what of cmd. 0, or -1 with a message on stderr. */
 int cli_number(const char *s, unsigned long max, unsigned long *v, const char *cmd, const char *what);

@@ -7,34 +7,46 @@
 
 #include <supermachine.h>
 
+#include "cli/cli_vm.h"
+
 static void inspect_usage(FILE *out)
 {
-	fprintf(out, "usage: supermachine inspect IMAGE\n"
+	fprintf(out, "usage: supermachine inspect [--format json | --json] IMAGE\n"
 		     "\n"
 		     "Print a stored image as JSON: its digests, the runtime parts of its\n"
 		     "config (Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts,\n"
 		     "StopSignal) and the path of its root filesystem image (built now if\n"
-		     "missing). IMAGE is a name as pulled, or a manifest digest (prefix).\n");
+		     "missing). IMAGE is a name as pulled, or a manifest digest (prefix).\n"
+		     "\n"
+		     "options:\n"
+		     "  --format json, --json  JSON (the only format, so the default)\n"
+		     "  -h, --help             this help\n");
 }
 
 int cmd_inspect(int argc, char **argv)
 {
 	static const struct option longopts[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	sm_oci_image *img = NULL;
 	sm_error *err = NULL;
 	char *j = NULL;
+	bool json = true;
 	int c, rc = 1;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'j' || (c == 'f' && cli_format_json(optarg, &json, "inspect") == 0))
+			continue;
 		if (c == 'h') {
 			inspect_usage(stdout);
 			return 0;
 		}
-		inspect_usage(stderr);
+		if (c != 'f')
+			inspect_usage(stderr);
 		return 2;
 	}
 	if (optind != argc - 1) {

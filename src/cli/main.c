@@ -30,6 +30,7 @@ static const struct cli_command commands[] = {
 	{ "logs", "print a VM's console", cmd_logs },
 	{ "snapshot", "capture a running VM as a snapshot (it keeps running)", cmd_snapshot },
 	{ "check", "report whether VMs can run on this host, and what to fix", cmd_check },
+	{ "system", "disk use of the store and VMs (df), and removing what nothing uses (prune)", cmd_system },
 };
 
 static void usage(FILE *out)

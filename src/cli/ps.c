@@ -2,7 +2,9 @@
 #include "cli/cli.h"
 
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -18,6 +20,8 @@ static void ps_usage(FILE *out)
 		     "options:\n"
 		     "  -a, --all    include ended VMs\n"
 		     "  -q, --quiet  print only IDs\n"
+		     "  --format json, --json\n"
+		     "               a JSON array of objects (fields are only ever added)\n"
 		     "  -h, --help   this help\n");
 }
 
@@ -35,15 +39,42 @@ static void ps_age(int64_t created, char *buf, size_t len)
 		snprintf(buf, len, "%lldh ago", (long long)(s / 3600));
 }
 
+/* The VMs as a JSON array: all of them with -a, else the running ones. */
+static int ps_json(sm_vm_list *list, bool all)
+{
+	char *text = sm_vm_list_json(list);
+	json_t *arr = text ? json_loads(text, 0, NULL) : NULL;
+	size_t i = 0;
+	int rc = 1;
+
+	while (!all && json_is_array(arr) && i < json_array_size(arr)) {
+		const char *st = json_string_value(json_object_get(json_array_get(arr, i), "status"));
+		if (st && !strcmp(st, "running"))
+			i++;
+		else
+			json_array_remove(arr, i);
+	}
+	if (json_is_array(arr) && json_dumpf(arr, stdout, JSON_INDENT(2)) == 0 && putchar('\n') != EOF)
+		rc = 0;
+	else
+		fprintf(stderr, "supermachine: ps: cannot write the list as JSON\n");
+	json_decref(arr);
+	free(text);
+	sm_vm_list_free(list);
+	return rc;
+}
+
 int cmd_ps(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "all", no_argument, NULL, 'a' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool all = false, quiet = false;
+	bool all = false, quiet = false, json = false;
 	sm_vm_list *list;
 	sm_error *err = NULL;
 	int c;
@@ -53,6 +84,11 @@ int cmd_ps(int argc, char **argv)
 		switch (c) {
 		case 'a': all = true; break;
 		case 'q': quiet = true; break;
+		case 'j': json = true; break;
+		case 'f':
+			if (cli_format_json(optarg, &json, "ps") < 0)
+				return 2;
+			break;
 		case 'h': ps_usage(stdout); return 0;
 		default: ps_usage(stderr); return 2;
 		}
@@ -66,6 +102,8 @@ int cmd_ps(int argc, char **argv)
 		cli_error("ps", err);
 		return 1;
 	}
+	if (json)
+		return ps_json(list, all);
 	if (!quiet)
 		printf("%-12s  %-8s  %-10s  %-24s  %s\n", "ID", "STATUS", "CREATED", "IMAGE", "COMMAND");
 	for (size_t i = 0; i < sm_vm_list_count(list); i++) {

@@ -21,6 +21,7 @@
 #include "cli/cli_vm.h"
 
 #define RUN_MAX_VOLUMES 8
+#define RUN_MAX_ENV_FILES 16
 
 struct run_opts {
 	struct cli_exec_opts x;
@@ -29,11 +30,15 @@ struct run_opts {
 	sm_volume volumes[RUN_MAX_VOLUMES];
 	char volume_buf[RUN_MAX_VOLUMES][4200];
 	size_t nvolumes;
-	bool rm, detach, net, snapshot;
+	bool rm, detach, net, net_given, snapshot;
+	const char *entrypoint;  /* --entrypoint: NULL = the image's; "" = none */
+	const char *env_files[RUN_MAX_ENV_FILES];
+	size_t nenv_files;
 	uint32_t memory_mib;
 	unsigned vcpus;
 	const char *image;
 	char **cmd; /* NULL: the image's */
+	char **cmd_owned; /* cmd as --entrypoint made it */
 };
 
 static void run_usage(FILE *out)
@@ -43,7 +48,8 @@ static void run_usage(FILE *out)
 		"\n"
 		"Boot IMAGE (a pulled image, see 'supermachine images') as a microVM and\n"
 		"run CMD in it, else the image's Entrypoint+Cmd. The exit status is the\n"
-		"command's (125: the VM could not start or the command could not run).\n"
+		"command's (125: bad options, or the VM could not start or the command\n"
+		"could not run).\n"
 		"\n"
 		"IMAGE may be a baked snapshot (pull --name, snapshot): it is restored\n"
 		"instead of booted, its workload already running. CMD then runs as an\n"
@@ -59,6 +65,11 @@ static void run_usage(FILE *out)
 		"  -i, --interactive    stream stdin to the command\n"
 		"  -t, --tty            a terminal for the command\n"
 		"  -e, --env K=V        set an environment variable (-e K: this shell's value)\n"
+		"  --env-file FILE      read variables from FILE: KEY=VALUE lines, KEY alone\n"
+		"                       for this shell's value, # comments (before -e's)\n"
+		"  --entrypoint CMD     run CMD instead of the image's Entrypoint, with CMD...\n"
+		"                       as its arguments (the image's Cmd is not used; \"\":\n"
+		"                       no entrypoint, CMD... else the image's Cmd alone)\n"
 		"  -w, --workdir DIR    working directory in the guest\n"
 		"  -u, --user USER      name, uid, name:group or uid:gid\n"
 		"  -p, --publish [ADDR:]HOST:GUEST\n"
@@ -68,8 +79,10 @@ static void run_usage(FILE *out)
 		"                       a persistent ext4 disk, made on first use (default 1G)\n"
 		"  --memory MiB         guest memory (default 256)\n"
 		"  --vcpus N            virtual CPUs (default 1)\n"
-		"  --net, --no-net      outbound NAT networking for the guest (default off;\n"
-		"                       -p works without it)\n"
+		"  --net, --network NET the guest's network: nat (the default: outbound NAT,\n"
+		"                       DNS, the host's 127.0.0.1 at 10.0.2.2) or none (-p\n"
+		"                       works without one); a snapshot keeps its own\n"
+		"  --no-net             --net none\n"
 		"  -h, --help           this help\n");
 }
 
@@ -90,26 +103,110 @@ static int run_volume(struct run_opts *o, const char *spec)
 	return 0;
 }
 
+static int run_net(struct run_opts *o, const char *value)
+{
+	o->net_given = true;
+	return cli_net_value(value, &o->net, "run");
+}
+
+/* The --env-file variables come first, so -e overrides them whatever the order given (as Docker). */
+static int run_env_files(struct run_opts *o)
+{
+	const char *given[CLI_MAX_ENV];
+	size_t n = o->x.nenv;
+
+	if (!o->nenv_files)
+		return 0;
+	memcpy(given, o->x.env, n * sizeof(given[0]));
+	o->x.nenv = 0;
+	for (size_t i = 0; i < o->nenv_files; i++)
+		if (cli_env_file(&o->x, o->env_files[i], "run") < 0)
+			return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (o->x.nenv == CLI_MAX_ENV) {
+			fprintf(stderr, "supermachine: run: more than %d variables (-e and --env-file)\n", CLI_MAX_ENV);
+			return -1;
+		}
+		o->x.env[o->x.nenv++] = given[i];
+	}
+	o->x.env[o->x.nenv] = NULL;
+	return 0;
+}
+
+/* The image's Cmd, for --entrypoint "" without CMD; NULL (said on stderr) when there is none. */
+static char **run_image_cmd(const struct run_opts *o, sm_oci_image **img)
+{
+	sm_error *err = NULL;
+	const char *const *cmd;
+
+	*img = o->snapshot ? NULL : sm_oci_image_get(o->image, &err);
+	if (!*img && !o->snapshot) {
+		cli_error("run", err);
+		return NULL;
+	}
+	cmd = *img ? sm_oci_image_cmd(*img) : NULL;
+	if (!cmd || !cmd[0])
+		fprintf(stderr, "supermachine: run: --entrypoint \"\": %s has no Cmd; give a command\n", o->image);
+	return cmd && cmd[0] ? (char **)cmd : NULL;
+}
+
+/*
+ * --entrypoint E: the command is E with CMD as its arguments, the image's
+ * Entrypoint and Cmd both set aside (as Docker does); --entrypoint "":
+ * CMD alone, else the image's Cmd alone.
+ */
+static int run_entrypoint(struct run_opts *o)
+{
+	sm_oci_image *img = NULL;
+	char **args = o->cmd;
+	size_t n = 0, i = 0;
+
+	if (!o->entrypoint[0] && !args && !(args = run_image_cmd(o, &img)))
+		return -1;
+	while (args && args[n])
+		n++;
+	o->cmd_owned = calloc(n + 2, sizeof(char *));
+	if (!o->cmd_owned) {
+		sm_oci_image_free(img);
+		return -1;
+	}
+	if (o->entrypoint[0] && !(o->cmd_owned[i++] = strdup(o->entrypoint)))
+		n = 0;
+	for (size_t k = 0; k < n; k++)
+		if (!(o->cmd_owned[i++] = strdup(args[k])))
+			break;
+	sm_oci_image_free(img);
+	o->cmd = o->cmd_owned;
+	if (o->cmd[0] && o->cmd[i - 1])
+		return 0;
+	fprintf(stderr, "supermachine: run: --entrypoint: out of memory\n");
+	return -1;
+}
+
 /* 0 parsed, 1 --help shown, -1 bad usage (said on stderr). */
 static int run_parse(int argc, char **argv, struct run_opts *o)
 {
-	enum { OPT_RM = 256, OPT_MEMORY, OPT_VCPUS, OPT_NET, OPT_NO_NET };
+	enum { OPT_RM = 256, OPT_MEMORY, OPT_VCPUS, OPT_NET, OPT_NO_NET, OPT_NETWORK, OPT_ENV_FILE, OPT_ENTRYPOINT };
 	static const struct option longopts[] = {
 		{ "rm", no_argument, NULL, OPT_RM },           { "detach", no_argument, NULL, 'd' },
 		{ "interactive", no_argument, NULL, 'i' },     { "tty", no_argument, NULL, 't' },
 		{ "env", required_argument, NULL, 'e' },       { "workdir", required_argument, NULL, 'w' },
 		{ "user", required_argument, NULL, 'u' },      { "publish", required_argument, NULL, 'p' },
 		{ "volume", required_argument, NULL, 'v' },    { "memory", required_argument, NULL, OPT_MEMORY },
-		{ "vcpus", required_argument, NULL, OPT_VCPUS }, { "net", no_argument, NULL, OPT_NET },
+		{ "vcpus", required_argument, NULL, OPT_VCPUS }, { "net", optional_argument, NULL, OPT_NET },
 		{ "no-net", no_argument, NULL, OPT_NO_NET },   { "help", no_argument, NULL, 'h' },
+		{ "network", required_argument, NULL, OPT_NETWORK }, { "env-file", required_argument, NULL, OPT_ENV_FILE },
+		{ "entrypoint", required_argument, NULL, OPT_ENTRYPOINT },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long v;
 	int c;
 
 	optind = 1;
-	/* "+": options end at IMAGE, so CMD keeps its own (run img ls -l) */
-	while ((c = getopt_long(argc, argv, "+dite:w:u:p:v:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	o->net = true; /* as in Docker: outbound network unless --net none */
+	/* "+": options end at IMAGE, so CMD keeps its own (run img ls -l); ":": a missing value is ':' */
+	while ((c = getopt_long(argc, argv, "+:dite:w:u:p:v:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_RM: o->rm = true; break;
 		case 'd': o->detach = true; break;
@@ -143,12 +240,26 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				return -1;
 			o->vcpus = (unsigned)v;
 			break;
-		case OPT_NET: o->net = true; break;
-		case OPT_NO_NET: o->net = false; break;
+		case OPT_NET:
+		case OPT_NETWORK:
+		case OPT_NO_NET:
+			if (run_net(o, c == OPT_NO_NET ? "none" : cli_net_arg(c == OPT_NET, argc, argv)) < 0)
+				return -1;
+			break;
+		case OPT_ENV_FILE:
+			if (o->nenv_files == RUN_MAX_ENV_FILES) {
+				fprintf(stderr, "supermachine: run: more than %d --env-file\n", RUN_MAX_ENV_FILES);
+				return -1;
+			}
+			o->env_files[o->nenv_files++] = optarg;
+			break;
+		case OPT_ENTRYPOINT: o->entrypoint = optarg; break;
 		case 'h': run_usage(stdout); return 1;
-		default: run_usage(stderr); return -1;
+		default: cli_bad_option(c, argv, "run"); return -1;
 		}
 	}
+	if (run_env_files(o) < 0)
+		return -1;
 	if (optind >= argc) {
 		fprintf(stderr, "supermachine: run: no IMAGE given (see 'supermachine run --help')\n");
 		return -1;
@@ -157,6 +268,10 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 	if (optind + 1 < argc)
 		o->cmd = argv + optind + 1;
 	o->snapshot = sm_snapshot_exists(o->image);
+	if (o->snapshot && !o->net_given)
+		o->net = false; /* the snapshot's own setting: a restore refuses only to add a network */
+	if (o->entrypoint && run_entrypoint(o) < 0)
+		return -1;
 	if (o->snapshot && o->detach && o->cmd) {
 		fprintf(stderr, "supermachine: run: %s is a snapshot: its workload is baked in; run -d takes no CMD "
 				"(use exec)\n", o->image);
@@ -354,13 +469,15 @@ int cmd_run(int argc, char **argv)
 	if (!o)
 		return 125;
 	rc = run_parse(argc, argv, o);
-	if (rc != 0) {
-		cli_exec_opts_free(&o->x);
-		free(o);
-		return rc > 0 ? 0 : 2;
+	if (rc == 0) {
+		run_config(o, &cfg);
+		rc = o->detach ? run_detached(o, &cfg) : run_foreground(o, &cfg);
+	} else {
+		rc = rc > 0 ? 0 : 125; /* as Docker: 125 for an error of the runner itself, bad usage included */
 	}
-	run_config(o, &cfg);
-	rc = o->detach ? run_detached(o, &cfg) : run_foreground(o, &cfg);
+	for (size_t i = 0; o->cmd_owned && o->cmd_owned[i]; i++)
+		free(o->cmd_owned[i]);
+	free(o->cmd_owned);
 	cli_exec_opts_free(&o->x);
 	free(o);
 	return rc;

@@ -86,6 +86,8 @@ int vm_runtime_create(struct sm_vm *vm, sm_error **err);
 /* Fills vm's paths from an existing directory for id (or a unique prefix). */
 int vm_runtime_open(struct sm_vm *vm, const char *id, sm_error **err);
 void vm_runtime_remove(const struct sm_vm *vm);
+/* The same for a runtime directory by path (what `system prune` removes). */
+void vm_runtime_remove_dir(const char *dir);
 
 struct vm_meta {
 	char id[VM_ID_LEN + 1];

@@ -7,6 +7,7 @@
  */
 #include "lib/vm.h"
 
+#include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,31 @@ void sm_vm_list_free(sm_vm_list *l)
 		return;
 	free(l->v);
 	free(l);
+}
+
+/* One VM as `ps --format json` shows it; fields are only ever added. */
+static json_t *info_json(const struct sm_vm_info *v)
+{
+	return json_pack("{s:s, s:s, s:s, s:I, s:i, s:s, s:o, s:b, s:s}", "id", v->m.id, "image", v->m.image,
+			 "command", v->m.command, "created", (json_int_t)v->m.created, "pid", (int)v->m.pid, "status",
+			 v->status == SM_VM_RUNNING ? "running" : "exited", "exit_code",
+			 v->exit_code >= 0 ? json_integer(v->exit_code) : json_null(), "detached", v->m.detached,
+			 "console", v->m.console);
+}
+
+char *sm_vm_list_json(const sm_vm_list *l)
+{
+	json_t *arr = json_array();
+	char *text = NULL;
+
+	for (size_t i = 0; arr && l && i < l->n; i++)
+		if (json_array_append_new(arr, info_json(&l->v[i])) < 0)
+			goto out;
+	if (arr)
+		text = json_dumps(arr, JSON_INDENT(2));
+out:
+	json_decref(arr);
+	return text;
 }
 
 const char *sm_vm_info_id(const sm_vm_info *v) { return v->m.id; }

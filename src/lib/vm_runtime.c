@@ -126,28 +126,33 @@ int vm_runtime_open(struct sm_vm *vm, const char *id, sm_error **err)
 
 void vm_runtime_remove(const struct sm_vm *vm)
 {
+	vm_runtime_remove_dir(vm->dir);
+}
+
+void vm_runtime_remove_dir(const char *dir)
+{
 	static const char *const names[] = { "control.sock", "vsock.sock", "console.log", "initrd.cpio",
 					     "worker.log", "meta.json", "meta.json.tmp",
 					     "boot.json", "boot.json.tmp" };
 	char path[VM_PATH_MAX + 32];
 
-	if (!vm->dir[0])
+	if (!dir[0])
 		return;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		runtime_join(path, sizeof(path), vm->dir, names[i]);
+		runtime_join(path, sizeof(path), dir, names[i]);
 		unlink(path);
 	}
 	/* guest-initiated vsock listeners leave vsock.sock_PORT files behind */
-	DIR *d = opendir(vm->dir);
+	DIR *d = opendir(dir);
 	struct dirent *de;
 	while (d && (de = readdir(d)))
 		if (strncmp(de->d_name, "vsock.sock_", 11) == 0) {
-			runtime_join(path, sizeof(path), vm->dir, de->d_name);
+			runtime_join(path, sizeof(path), dir, de->d_name);
 			unlink(path);
 		}
 	if (d)
 		closedir(d);
-	rmdir(vm->dir);
+	rmdir(dir);
 }
 
 int vm_meta_write(const struct sm_vm *vm, const struct vm_meta *m, sm_error **err)

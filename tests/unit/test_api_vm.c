@@ -5,6 +5,7 @@
  * (src/lib/config.c) at every entry point that takes one.
  */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,4 +229,76 @@ Test(api_vm, config_copy_by_size)
 	pc.max = 3;
 	cr_assert(pool_config_copy(&pout, &pc, &err) == 0);
 	cr_expect(pout.max == 3 && pout.size == sizeof(pout));
+}
+
+/* `ps --format json`: an array of objects, each field typed; a status not known is null. */
+Test(api_vm, list_as_json)
+{
+	pid_t w = fake_worker(), gone = dead_pid();
+	int64_t now = (int64_t)time(NULL);
+	sm_error *err = NULL;
+	json_error_t jerr;
+
+	vm_dir("aaaaaaaaaaaa", w, now - 30, "init[1]: started\n");
+	vm_dir("bbbbbbbbbbbb", gone, now - 20, "init[1]: workload exited with status 3\n");
+	sm_vm_list *l = sm_vm_list_load(&err);
+	cr_assert(l, "%s", sm_error_string(err));
+	char *text = sm_vm_list_json(l);
+	json_t *arr = json_loads(text, 0, &jerr), *a, *b;
+	cr_assert(json_is_array(arr) && json_array_size(arr) == 2, "%s", text);
+	b = json_array_get(arr, 0), a = json_array_get(arr, 1);
+	cr_expect_str_eq(json_string_value(json_object_get(a, "id")), "aaaaaaaaaaaa");
+	cr_expect_str_eq(json_string_value(json_object_get(a, "status")), "running");
+	cr_expect(json_is_null(json_object_get(a, "exit_code")), "%s", text);
+	cr_expect_eq(json_integer_value(json_object_get(a, "pid")), (json_int_t)w);
+	cr_expect_eq(json_integer_value(json_object_get(a, "created")), now - 30);
+	cr_expect_str_eq(json_string_value(json_object_get(a, "image")), "img-aaaaaaaaaaaa");
+	cr_expect_str_eq(json_string_value(json_object_get(a, "command")), "sh -c x");
+	cr_expect(json_is_true(json_object_get(a, "detached")));
+	cr_expect(json_is_string(json_object_get(a, "console")));
+	cr_expect_str_eq(json_string_value(json_object_get(b, "status")), "exited");
+	cr_expect_eq(json_integer_value(json_object_get(b, "exit_code")), 3);
+	json_decref(arr);
+	free(text);
+	sm_vm_list_free(l);
+	text = sm_vm_list_json(NULL);
+	cr_expect_str_eq(text, "[]", "no list: an empty array");
+	free(text);
+	kill(w, SIGKILL);
+	waitpid(w, NULL, 0);
+}
+
+/* `system df` counts the runtime directories; `system prune` removes only ended VMs past a minute. */
+Test(api_vm, store_usage_and_prune)
+{
+	pid_t w = fake_worker(), gone = dead_pid();
+	int64_t now = (int64_t)time(NULL);
+	sm_store_usage u = SM_STORE_USAGE_INIT;
+	sm_prune_report r = SM_PRUNE_REPORT_INIT;
+	sm_error *err = NULL;
+	char path[256];
+
+	vm_dir("aaaaaaaaaaaa", w, now - 600, "running\n");
+	vm_dir("bbbbbbbbbbbb", gone, now - 600, "init[1]: workload exited with status 0\n");
+	vm_dir("cccccccccccc", gone, now - 5, "just started: its worker may not be up yet\n");
+	cr_assert(sm_store_usage_get(&u, &err) == 0, "%s", sm_error_string(err));
+	cr_expect_eq(u.vms, 3);
+	cr_expect_eq(u.vms_running, 1);
+	cr_expect_gt(u.runtime_bytes, 0);
+	cr_expect_eq(u.images, 0);
+	cr_expect_eq(u.snapshots, 0);
+	cr_assert(sm_store_prune(&r, &err) == 0, "%s", sm_error_string(err));
+	cr_expect_eq(r.vms, 1);
+	cr_expect_gt(r.vm_bytes, 0);
+	snprintf(path, sizeof(path), "%s/bbbbbbbbbbbb", base);
+	cr_expect(access(path, F_OK) < 0, "the ended VM's directory is still there");
+	snprintf(path, sizeof(path), "%s/aaaaaaaaaaaa/meta.json", base);
+	cr_expect(access(path, F_OK) == 0, "a running VM's directory went");
+	snprintf(path, sizeof(path), "%s/cccccccccccc/meta.json", base);
+	cr_expect(access(path, F_OK) == 0, "a VM started a moment ago was pruned");
+	u.size = sizeof(size_t) - 1;
+	cr_expect(sm_store_usage_get(&u, &err) < 0 && sm_error_code(err) == SM_E_INVALID);
+	sm_error_free(err);
+	kill(w, SIGKILL);
+	waitpid(w, NULL, 0);
 }
