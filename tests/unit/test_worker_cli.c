@@ -83,7 +83,7 @@ Test(worker_cli, help_lists_every_option)
 {
 	struct result r;
 	static const char *const opts[] = { "--kernel", "--initrd", "--cmdline", "--memory",
-					    "--vcpus", "--disk", "--net", "--vsock", "--balloon",
+					    "--vcpus", "--disk", "--fs", "--net", "--vsock", "--balloon",
 					    "--console", "--control", "--restore", "--help" };
 
 	run(&r, ARGS("--help"));
@@ -113,6 +113,8 @@ Test(worker_cli, option_errors)
 			   ARGS("--kernel", "k", "--disk", "d,id=123456789012345678901"));
 	expect_usage_error("writable at least once", ARGS("--kernel", "k", "--disk", "d", "--disk", "d,ro"));
 	expect_usage_error("used by two disks", ARGS("--kernel", "k", "--disk", "a,id=x", "--disk", "b,id=x"));
+	expect_usage_error("--fs 't,rel': the directory must be an absolute path",
+			   ARGS("--kernel", "k", "--fs", "t,rel"));
 	expect_usage_error("cannot share", ARGS("--kernel", "k", "--vsock", "/tmp/s", "--control", "/tmp/s"));
 	expect_usage_error("at most 12 disks",
 			   ARGS("--kernel", "k", "--disk", "1", "--disk", "2", "--disk", "3", "--disk", "4",
