@@ -243,6 +243,38 @@ typedef struct sm_volume {
 } sm_volume;
 #define SM_VOLUME_DEFAULT_SIZE (1ull << 30)
 
+/*
+ * What the guest may do with symbolic links under a host-directory mount
+ * (docs/mounts.md). In every policy a host symlink is never followed out
+ * of the shared directory unless the policy is SM_SYMLINKS_FOLLOW.
+ */
+typedef enum sm_symlinks {
+	SM_SYMLINKS_OPAQUE = 0, /* the guest may create symlinks; targets are stored verbatim, never resolved by the host */
+	SM_SYMLINKS_DENY,       /* the guest cannot create symlinks (EPERM) */
+	SM_SYMLINKS_FOLLOW,     /* existing host symlinks out of the directory are followed: a trusted tenant only */
+} sm_symlinks;
+
+/*
+ * A live host directory in the guest (virtio-fs). The guest sees the
+ * host's files as they change; nothing of it is part of a snapshot.
+ */
+typedef struct sm_mount {
+	const char *host_dir;   /* an existing directory */
+	const char *guest_path; /* absolute; /init mounts it there. NULL: mount the tag by hand */
+	const char *tag;        /* virtio-fs tag, 1..SM_MOUNT_TAG_MAX bytes; NULL = "smN", N its index */
+	bool read_only;         /* every write from the guest fails with EROFS */
+	sm_symlinks symlinks;
+} sm_mount;
+#define SM_MAX_MOUNTS 16
+#define SM_MOUNT_TAG_MAX 36
+
+/*
+ * Parses "HOSTDIR:GUESTPATH[:ro|:rw][,symlinks=deny|opaque|follow]" (the
+ * CLI's --mount) into m; the strings point into buf. 0, or -1 with
+ * SM_E_INVALID saying what is wrong. It does not look at the host.
+ */
+int sm_mount_parse(const char *spec, char *buf, size_t buflen, sm_mount *m, sm_error **err);
+
 typedef struct sm_vm_config {
 	uint32_t memory_mib;       /* 0 = 256 */
 	unsigned vcpus;            /* 0 = the profile's default */
@@ -276,6 +308,14 @@ typedef struct sm_vm_config {
 	 */
 	bool detached;
 	const char *label;         /* shown by `supermachine ps`; NULL = the image name */
+	/*
+	 * Host directories shared into the guest, at most SM_MAX_MOUNTS. A
+	 * restore takes the snapshot's own when none are given; given, they
+	 * must have the snapshot's guest paths, tags and modes, and may name
+	 * other host directories.
+	 */
+	const sm_mount *mounts;
+	size_t nmounts;
 } sm_vm_config;
 
 /*

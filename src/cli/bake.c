@@ -65,7 +65,8 @@ int cli_bake(const char *image, const struct cli_bake_opts *o)
 	const char *argv[CLI_MAX_WARMUP][4];
 	const char *const *warmup[CLI_MAX_WARMUP + 1];
 	sm_bake_config cfg = {
-		.vm = { .memory_mib = o->memory_mib, .vcpus = o->vcpus, .network = o->network },
+		.vm = { .memory_mib = o->memory_mib, .vcpus = o->vcpus, .network = o->network,
+			.mounts = o->mounts.m, .nmounts = o->mounts.n },
 		.trigger = o->trigger,
 		.trigger_value = o->trigger_value,
 		.warmup = warmup,

@@ -36,6 +36,10 @@ static void pull_usage(FILE *out)
 		"  --name NAME                   bake into snapshot NAME\n"
 		"  --memory MiB, --vcpus N       the baked VM's size (default 256, 1)\n"
 		"  --net                         give the baked VM a network (NAT)\n"
+		"  --mount HOSTDIR:GUESTPATH[:ro][,symlinks=deny|opaque|follow]\n"
+		"                                share a host directory (virtio-fs); a\n"
+		"                                restore serves it again (run --mount\n"
+		"                                may name another host directory)\n"
 		"  --snapshot-on WHEN            capture when: ready (the agent answers;\n"
 		"                                default), listener[=PORT] (the workload\n"
 		"                                listens on a TCP port), after=MS,\n"
@@ -147,6 +151,8 @@ static int pull_bake_opt(struct cli_bake_opts *b, int c, const char *arg)
 	case 'f':
 		b->force = true;
 		return 0;
+	case 'M':
+		return cli_mount_add(&b->mounts, arg, "pull");
 	}
 	return -1;
 }
@@ -163,6 +169,7 @@ int cmd_pull(int argc, char **argv)
 		{ "warmup-tag", required_argument, NULL, 't' },
 		{ "net", no_argument, NULL, 'N' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "mount", required_argument, NULL, 'M' },
 		{ "platform", required_argument, NULL, OPT_PLATFORM },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "plain-http", no_argument, NULL, OPT_PLAIN_HTTP },
@@ -210,8 +217,8 @@ int cmd_pull(int argc, char **argv)
 		return 2;
 	}
 	if (!bake.name && (bake.memory_mib || bake.vcpus || bake.nwarmup || bake.warmup_tag || bake.network ||
-			   bake.trigger || bake.force)) {
-		fprintf(stderr, "supermachine: pull: --memory, --vcpus, --net, --snapshot-on, --warmup, "
+			   bake.trigger || bake.force || bake.mounts.n)) {
+		fprintf(stderr, "supermachine: pull: --memory, --vcpus, --net, --mount, --snapshot-on, --warmup, "
 				"--warmup-tag and --force bake a snapshot: give --name NAME too\n");
 		return 2;
 	}

@@ -30,6 +30,7 @@ struct run_opts {
 	sm_volume volumes[RUN_MAX_VOLUMES];
 	char volume_buf[RUN_MAX_VOLUMES][4200];
 	size_t nvolumes;
+	struct cli_mounts mounts;
 	bool rm, detach, net, snapshot;
 	uint32_t memory_mib;
 	unsigned vcpus;
@@ -67,6 +68,11 @@ static void run_usage(FILE *out)
 		"                       127.0.0.1; 0 = any) to GUEST in the VM (over vsock)\n"
 		"  -v, --volume HOSTFILE:GUESTPATH[:SIZE]\n"
 		"                       a persistent ext4 disk, made on first use (default 1G)\n"
+		"  -v, --volume HOSTDIR:GUESTPATH[:ro]\n"
+		"                       when HOSTDIR is a directory: as --mount\n"
+		"  --mount HOSTDIR:GUESTPATH[:ro][,symlinks=deny|opaque|follow]\n"
+		"                       share a host directory, live (virtio-fs); symlinks\n"
+		"                       leading out of it are refused unless 'follow'\n"
 		"  --memory MiB         guest memory (default 256)\n"
 		"  --vcpus N            virtual CPUs (default 1)\n"
 		"  --net, --no-net      outbound NAT networking for the guest (default off;\n"
@@ -94,7 +100,7 @@ static int run_volume(struct run_opts *o, const char *spec)
 /* 0 parsed, 1 --help shown, -1 bad usage (said on stderr). */
 static int run_parse(int argc, char **argv, struct run_opts *o)
 {
-	enum { OPT_RM = 256, OPT_MEMORY, OPT_VCPUS, OPT_NET, OPT_NO_NET };
+	enum { OPT_RM = 256, OPT_MEMORY, OPT_VCPUS, OPT_NET, OPT_NO_NET, OPT_MOUNT };
 	static const struct option longopts[] = {
 		{ "rm", no_argument, NULL, OPT_RM },           { "detach", no_argument, NULL, 'd' },
 		{ "interactive", no_argument, NULL, 'i' },     { "tty", no_argument, NULL, 't' },
@@ -103,6 +109,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{ "volume", required_argument, NULL, 'v' },    { "memory", required_argument, NULL, OPT_MEMORY },
 		{ "vcpus", required_argument, NULL, OPT_VCPUS }, { "net", no_argument, NULL, OPT_NET },
 		{ "no-net", no_argument, NULL, OPT_NO_NET },   { "help", no_argument, NULL, 'h' },
+		{ "mount", required_argument, NULL, OPT_MOUNT },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long v;
@@ -131,7 +138,11 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				return -1;
 			break;
 		case 'v':
-			if (run_volume(o, optarg) < 0)
+			if ((cli_volume_is_dir(optarg) ? cli_mount_add(&o->mounts, optarg, "run") : run_volume(o, optarg)) < 0)
+				return -1;
+			break;
+		case OPT_MOUNT:
+			if (cli_mount_add(&o->mounts, optarg, "run") < 0)
 				return -1;
 			break;
 		case OPT_MEMORY:
@@ -177,6 +188,8 @@ static void run_config(const struct run_opts *o, sm_vm_config *cfg)
 		.vcpus = o->vcpus,
 		.volumes = o->volumes,
 		.nvolumes = o->nvolumes,
+		.mounts = o->mounts.m,
+		.nmounts = o->mounts.n,
 		.network = o->net,
 		.env = o->x.env,
 		.workdir = o->x.workdir,
