@@ -136,7 +136,7 @@ int main(int argc, char **argv)
 			rounds = (unsigned)strtoul(argv[i + 1], NULL, 10);
 	if (!rounds)
 		rounds = 1;
-	if (sm_bake(argv[1], "bench-pool", &(sm_bake_config){ .vm = { .vcpus = 1 } }, &err) < 0) {
+	if (sm_bake(argv[1], "bench-pool", &(sm_bake_config){ .vm = &(sm_vm_config){ .vcpus = 1 } }, &err) < 0) {
 		fprintf(stderr, "pool_bench: bake: %s\n", sm_error_string(err));
 		sm_error_free(err);
 		return 1;

@@ -208,7 +208,7 @@ static int bench_parallel(const char *snap, unsigned rounds)
 static int bench_first_byte(const char *image)
 {
 	const char *workload[] = { "sh", "-c", HTTPD, NULL };
-	sm_bake_config bc = { .vm = { .workload = workload }, .trigger = SM_BAKE_LISTENER, .trigger_value = 8080 };
+	sm_bake_config bc = { .vm = &(sm_vm_config){ .workload = workload }, .trigger = SM_BAKE_LISTENER, .trigger_value = 8080 };
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	sm_error *err = NULL;
 	char c;

@@ -26,17 +26,20 @@ static int kvm_check(void)
 
 int main(void)
 {
-	static sm_asset_paths paths; /* 12 KiB: not on the stack */
 	sm_error *err = NULL;
+	sm_asset_paths *paths;
 	int rc = 0;
 
 	printf("version: %s\n", sm_version());
-	if (sm_assets_find(NULL, &paths, &err) < 0) {
+	paths = sm_assets_find(NULL, &err);
+	if (!paths) {
 		fprintf(stderr, "assets: %s\n", sm_error_string(err));
 		sm_error_free(err);
 		rc = 1;
 	} else {
-		printf("kernel: %s\ninitramfs: %s\nworker: %s\n", paths.kernel, paths.initramfs, paths.worker);
+		printf("kernel: %s\ninitramfs: %s\nworker: %s\n", sm_asset_paths_kernel(paths),
+		       sm_asset_paths_initramfs(paths), sm_asset_paths_worker(paths));
+		sm_asset_paths_free(paths);
 	}
 	if (kvm_check() < 0)
 		rc = 1;

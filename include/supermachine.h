@@ -53,6 +53,7 @@ typedef enum sm_code {
 	SM_E_BUSY,        /* a resource is in use (pool exhausted, lock held) */
 	SM_E_UNSUPPORTED, /* valid, but not supported here */
 	SM_E_INTERNAL,    /* a bug in supermachine */
+	SM_E_CANCELED,    /* a callback asked the call to stop (sm_pull_config.progress) */
 } sm_code;
 
 typedef struct sm_error sm_error;
@@ -184,6 +185,24 @@ int sm_child_wait(sm_child *c, sm_outcome *out, sm_error **err);
 void sm_child_free(sm_child *c);
 
 
+/* ---- configuration structs: how they grow --------------------------------- *
+ *
+ * Every config struct the caller fills in (sm_vm_config, sm_pool_config,
+ * sm_bake_config, sm_pull_config) starts with `size_t size`: the size of
+ * the struct the caller was compiled with. Set it with the struct's
+ * SM_*_CONFIG_INIT, or leave it 0, which means the first layout (the
+ * fields up to the one marked "end of the first layout"); fields added
+ * after that are read only when size covers them. The library copies
+ * the caller's size into a zeroed struct of its own, so a program built
+ * against an older header keeps working with a newer library, and one
+ * built against a newer header works with an older library as long as it
+ * leaves the fields that library does not know zero (else SM_E_INVALID,
+ * naming the struct and both sizes). New fields are only ever appended;
+ * the structs never embed one another by value (docs/api.md, ABI policy).
+ * The element structs of arrays (sm_volume, sm_mount) and sm_assets are frozen: a
+ * new field there means a new struct.
+ */
+
 /* ---- VMs: boot an image and talk to it ------------------------------------ *
  *
  * sm_vm_start() boots an image as a microVM: one supermachine-worker
@@ -225,14 +244,16 @@ typedef struct sm_assets {
 } sm_assets;
 
 /* The files discovery settled on. */
-typedef struct sm_asset_paths {
-	char kernel[4096];
-	char initramfs[4096];
-	char worker[4096];
-} sm_asset_paths;
+typedef struct sm_asset_paths sm_asset_paths;
 
-/* Resolves given (NULL = all discovered) as sm_vm_start() would; 0 or -1. */
-int sm_assets_find(const sm_assets *given, sm_asset_paths *out, sm_error **err);
+/* Resolves given (NULL = all discovered) as sm_vm_start() would; NULL on error. */
+sm_asset_paths *sm_assets_find(const sm_assets *given, sm_error **err);
+/* The paths found, owned by p. */
+const char *sm_asset_paths_kernel(const sm_asset_paths *p);
+const char *sm_asset_paths_initramfs(const sm_asset_paths *p);
+const char *sm_asset_paths_worker(const sm_asset_paths *p);
+/* NULL is fine. */
+void sm_asset_paths_free(sm_asset_paths *p);
 
 /* A persistent ext4 disk: a sparse host file made and formatted on first use. */
 typedef struct sm_volume {
@@ -275,11 +296,20 @@ typedef struct sm_mount {
  */
 int sm_mount_parse(const char *spec, char *buf, size_t buflen, sm_mount *m, sm_error **err);
 
+/*
+ * Parses a volume as `run -v` takes it: "HOSTFILE:GUESTPATH[:SIZE]" (SIZE
+ * in bytes or with K, M, G, T; at least 1M). The strings of *v point
+ * into buf, which must hold strlen(spec) + 1 bytes. 0, or -1
+ * (SM_E_INVALID saying what is wrong).
+ */
+int sm_volume_parse(const char *spec, char *buf, size_t buflen, sm_volume *v, sm_error **err);
+
 typedef struct sm_vm_config {
+	size_t size;               /* sizeof(sm_vm_config), or 0: see "configuration structs" */
 	uint32_t memory_mib;       /* 0 = 256 */
 	unsigned vcpus;            /* 0 = the profile's default */
 	sm_vm_profile profile;
-	sm_assets assets;
+	const sm_assets *assets;   /* NULL = all discovered */
 	const sm_volume *volumes;  /* nvolumes entries, mounted in order */
 	size_t nvolumes;
 	bool network;              /* a NIC with user-mode NAT (slirp) */
@@ -308,6 +338,7 @@ typedef struct sm_vm_config {
 	 */
 	bool detached;
 	const char *label;         /* shown by `supermachine ps`; NULL = the image name */
+	/* end of the first layout (size 0) */
 	/*
 	 * Host directories shared into the guest, at most SM_MAX_MOUNTS. A
 	 * restore takes the snapshot's own when none are given; given, they
@@ -317,6 +348,7 @@ typedef struct sm_vm_config {
 	const sm_mount *mounts;
 	size_t nmounts;
 } sm_vm_config;
+#define SM_VM_CONFIG_INIT { .size = sizeof(sm_vm_config) }
 
 /*
  * Boots image: the name of a pulled image (see `supermachine images`) or
@@ -332,6 +364,21 @@ const char *sm_vm_console_path(const sm_vm *vm);
 const char *const *sm_vm_image_command(const sm_vm *vm);
 /* True while the worker runs. */
 bool sm_vm_running(sm_vm *vm);
+/*
+ * A pidfd of the VM's worker (owned by vm; do not close it): poll() it
+ * for POLLIN, which comes when the worker exits, to wait for the VM in an
+ * event loop. -1 when the kernel has no pidfd_open (before Linux 5.3) or
+ * the worker had already exited when vm was attached.
+ */
+int sm_vm_pidfd(const sm_vm *vm);
+/*
+ * Waits up to timeout_ms (-1: for ever, 0: just look) for the VM to end.
+ * 1 when it still runs, 0 once it ended, with *status (may be NULL) the
+ * workload's exit status as the guest's init reported it (128+N when
+ * signal N ended it), or -1 when none was reported (no workload, a
+ * worker that died, a VM stopped from outside). -1 on error.
+ */
+int sm_vm_wait(sm_vm *vm, int timeout_ms, int *status, sm_error **err);
 /*
  * Clean stop: the guest syncs, unmounts and powers off within grace_ms
  * (0 = 10000), then the worker is asked to stop, then killed; volumes are
@@ -363,6 +410,42 @@ sm_forward *sm_vm_expose_tcp(sm_vm *vm, const char *host_addr, uint16_t host_por
 uint16_t sm_forward_port(const sm_forward *f);
 /* Closes the listener and every relayed connection, and frees f. NULL is fine. */
 void sm_forward_stop(sm_forward *f);
+
+/* ---- the VMs on this host: what `supermachine ps` lists ------------------ *
+ *
+ * Every VM of this user that still has a runtime directory: running, or
+ * ended and not yet removed (a detached VM whose workload ended, one whose
+ * owner was killed). A snapshot of the directories taken when the list is
+ * loaded; sorted by creation time, oldest first.
+ */
+typedef struct sm_vm_list sm_vm_list;
+typedef struct sm_vm_info sm_vm_info;
+
+typedef enum sm_vm_status {
+	SM_VM_RUNNING = 0, /* its worker runs */
+	SM_VM_EXITED,      /* its worker is gone */
+} sm_vm_status;
+
+sm_vm_list *sm_vm_list_load(sm_error **err);
+size_t sm_vm_list_count(const sm_vm_list *l);
+/* Entry i (< count), owned by l. */
+const sm_vm_info *sm_vm_list_at(const sm_vm_list *l, size_t i);
+void sm_vm_list_free(sm_vm_list *l);
+
+/* Its ID (sm_vm_attach() takes it). */
+const char *sm_vm_info_id(const sm_vm_info *v);
+/* sm_vm_config.label, else the image it was started from. */
+const char *sm_vm_info_image(const sm_vm_info *v);
+/* Its workload's command line, space-separated; "" when it has none. */
+const char *sm_vm_info_command(const sm_vm_info *v);
+int64_t sm_vm_info_created(const sm_vm_info *v);   /* unix time */
+int sm_vm_info_pid(const sm_vm_info *v);           /* of its worker */
+sm_vm_status sm_vm_info_status(const sm_vm_info *v);
+/* Exited: the workload's exit status as init reported it (128+N: signal N); -1 when unknown or running. */
+int sm_vm_info_exit_code(const sm_vm_info *v);
+bool sm_vm_info_detached(const sm_vm_info *v);
+/* The serial console log. */
+const char *sm_vm_info_console(const sm_vm_info *v);
 
 /* ---- snapshots: capture, restore, bake ------------------------------------ *
  *
@@ -411,20 +494,26 @@ int sm_vm_reset(sm_vm *vm, sm_error **err);
 /* True when name_or_dir is a complete snapshot (has its metadata.json). */
 bool sm_snapshot_exists(const char *name_or_dir);
 
-typedef struct sm_snapshot_info {
-	char name[129];
-	char path[4096];
-	char image[1024];       /* the image it was baked from ("" for a bare rootfs) */
-	char image_digest[80];
-	char warmup_tag[256];
-	uint32_t memory_mib;
-	unsigned vcpus;
-	int64_t created;        /* unix time */
-	uint64_t disk_bytes;    /* blocks the memory and state files occupy */
-} sm_snapshot_info;
+typedef struct sm_snapshot_list sm_snapshot_list;
+typedef struct sm_snapshot_info sm_snapshot_info;
 
-/* The store's snapshots (valid ones only); *out is free()d by the caller. */
-int sm_snapshot_list(sm_snapshot_info **out, size_t *n, sm_error **err);
+/* The store's snapshots (complete ones only), in directory order. */
+sm_snapshot_list *sm_snapshot_list_load(sm_error **err);
+size_t sm_snapshot_list_count(const sm_snapshot_list *l);
+/* Entry i (< count), owned by l. */
+const sm_snapshot_info *sm_snapshot_list_at(const sm_snapshot_list *l, size_t i);
+void sm_snapshot_list_free(sm_snapshot_list *l);
+
+const char *sm_snapshot_info_name(const sm_snapshot_info *s);
+const char *sm_snapshot_info_path(const sm_snapshot_info *s);
+/* The image it was baked from (for a bare rootfs: its path). */
+const char *sm_snapshot_info_image(const sm_snapshot_info *s);
+const char *sm_snapshot_info_image_digest(const sm_snapshot_info *s);
+const char *sm_snapshot_info_warmup_tag(const sm_snapshot_info *s); /* "" when none */
+uint32_t sm_snapshot_info_memory_mib(const sm_snapshot_info *s);
+unsigned sm_snapshot_info_vcpus(const sm_snapshot_info *s);
+int64_t sm_snapshot_info_created(const sm_snapshot_info *s);     /* unix time */
+uint64_t sm_snapshot_info_disk_bytes(const sm_snapshot_info *s); /* blocks the memory and state files occupy */
 /* Removes a snapshot of the store by name. */
 int sm_snapshot_remove(const char *name, sm_error **err);
 
@@ -437,11 +526,13 @@ typedef enum sm_bake_trigger {
 } sm_bake_trigger;
 
 typedef struct sm_bake_config {
+	size_t size;                      /* sizeof(sm_bake_config), or 0: see "configuration structs" */
 	/*
 	 * The VM baked: memory, vCPUs, assets, network, env, workload, ...
-	 * No workload given: the image's Entrypoint+Cmd runs as the workload.
+	 * (NULL = defaults). No workload given: the image's Entrypoint+Cmd
+	 * runs as the workload.
 	 */
-	sm_vm_config vm;
+	const sm_vm_config *vm;
 	sm_bake_trigger trigger;
 	uint32_t trigger_value;
 	uint32_t trigger_timeout_ms;      /* 0 = 120000 */
@@ -468,7 +559,9 @@ typedef struct sm_bake_config {
 	 */
 	int (*warmup_fn)(sm_vm *vm, void *opaque, sm_error **err);
 	void *warmup_opaque;
+	/* end of the first layout (size 0) */
 } sm_bake_config;
+#define SM_BAKE_CONFIG_INIT { .size = sizeof(sm_bake_config) }
 
 /*
  * Bakes image (a pulled image, pulled now when missing, or an ext4 file)
@@ -495,6 +588,7 @@ int sm_bake(const char *image, const char *name_or_dir, const sm_bake_config *cf
 typedef struct sm_pool sm_pool;
 
 typedef struct sm_pool_config {
+	size_t size;                  /* sizeof(sm_pool_config), or 0: see "configuration structs" */
 	unsigned min;                 /* VMs kept ready (spawned at sm_pool_new) */
 	unsigned max;                 /* 0 = 4 */
 	uint32_t idle_timeout_ms;     /* idle VMs beyond min are stopped after it; 0 = 60000 */
@@ -507,12 +601,15 @@ typedef struct sm_pool_config {
 	 */
 	bool keep_state_on_release;
 	/*
-	 * As for sm_vm_restore(); detached is ignored. The pool keeps this
-	 * struct but not what its pointers point to (volumes, assets, env,
-	 * workload, label, console_log): those must outlive the pool.
+	 * As for sm_vm_restore() (NULL = defaults); detached is ignored. The
+	 * pool copies this struct but not what its pointers point to
+	 * (volumes, assets, env, workload, label, console_log): those must
+	 * outlive the pool.
 	 */
-	sm_vm_config vm;
+	const sm_vm_config *vm;
+	/* end of the first layout (size 0) */
 } sm_pool_config;
+#define SM_POOL_CONFIG_INIT { .size = sizeof(sm_pool_config) }
 
 typedef struct sm_pool_stats {
 	unsigned idle;                /* ready, waiting for an acquire */
@@ -558,6 +655,129 @@ void sm_pool_get_stats(sm_pool *p, sm_pool_stats *s);
  * memory lives until the last one is. NULL is fine.
  */
 void sm_pool_free(sm_pool *p);
+
+/* ---- OCI images: pull, list, inspect, remove ------------------------------- *
+ *
+ * The image store ($SUPERMACHINE_HOME, else $XDG_DATA_HOME/supermachine,
+ * else ~/.local/share/supermachine) holds pulled images by name: their
+ * blobs and the ext4 root filesystem a VM boots from. These are what
+ * `supermachine pull`, `images`, `inspect` and `rm` do. Safe from any
+ * thread; pulls of one store run one at a time (a lock in the store).
+ */
+typedef struct sm_oci_image sm_oci_image;
+typedef struct sm_oci_image_list sm_oci_image_list;
+
+typedef enum sm_pull_phase {
+	SM_PULL_RESOLVING = 0, /* the reference to a manifest */
+	SM_PULL_DOWNLOADING,   /* blobs (the config, then the layers) */
+	SM_PULL_BUILDING,      /* the root filesystem from the layers */
+	SM_PULL_DONE,          /* stored under its name */
+} sm_pull_phase;
+
+/* Where one blob of a download stands. */
+typedef enum sm_pull_blob_state {
+	SM_BLOB_WAITING = 0,   /* not started (or waiting to retry) */
+	SM_BLOB_DOWNLOADING,
+	SM_BLOB_DONE,          /* fetched and its digest checked */
+	SM_BLOB_CACHED,        /* already in the store: not fetched */
+} sm_pull_blob_state;
+
+/*
+ * One progress report. Filled by the library, which may append fields:
+ * read it through the pointer, do not copy it.
+ */
+typedef struct sm_pull_progress {
+	sm_pull_phase phase;
+	/*
+	 * Downloading: the blob this report is about, or NULL for a report on
+	 * the whole download (one comes at least every 100 ms while bytes
+	 * move, each blob's when its bytes or state change).
+	 */
+	const char *digest;
+	sm_pull_blob_state state;   /* of that blob */
+	uint64_t done, total;       /* that blob's bytes */
+	/*
+	 * The whole phase: downloading, the bytes and blobs of this batch
+	 * (the config, then the layers); building, the bytes of tar read
+	 * (total 0: not known ahead) and blobs_total the layers.
+	 */
+	uint64_t bytes_done, bytes_total;
+	unsigned blobs_done, blobs_total;
+} sm_pull_progress;
+
+/*
+ * Called on the pulling thread (the caller's) as the pull moves; return
+ * 0 to go on, anything else to cancel: the pull then fails with
+ * SM_E_CANCELED and stores nothing new under the name.
+ */
+typedef int (*sm_pull_progress_fn)(const sm_pull_progress *p, void *opaque);
+
+typedef struct sm_pull_config {
+	size_t size;                  /* sizeof(sm_pull_config), or 0: see "configuration structs" */
+	const char *platform;         /* "os/arch[/variant]"; NULL = "linux/amd64" */
+	bool plain_http;              /* http:// to the registry (always so for localhost) */
+	bool insecure;                /* https without certificate verification */
+	bool no_rootfs;               /* store the image without building its root filesystem */
+	sm_pull_progress_fn progress; /* may be NULL */
+	void *progress_opaque;
+	/* end of the first layout (size 0) */
+} sm_pull_config;
+#define SM_PULL_CONFIG_INIT { .size = sizeof(sm_pull_config) }
+
+/*
+ * Pulls source into the store and builds its root filesystem: a registry
+ * reference as docker resolves it ("busybox", "ghcr.io/o/r:tag",
+ * "host:5000/x@sha256:...", optionally "docker://..."), "oci:DIR[:TAG]"
+ * (an OCI image layout) or "docker-archive:FILE[:TAG]". Credentials:
+ * SUPERMACHINE_REGISTRY_USER / _PASSWORD (for SUPERMACHINE_REGISTRY_HOST
+ * only, when set), else the docker config's auths. cfg may be NULL.
+ * Returns the stored image.
+ */
+sm_oci_image *sm_oci_pull(const char *source, const sm_pull_config *cfg, sm_error **err);
+/*
+ * A stored image by name ("busybox" is docker.io/library/busybox:latest),
+ * by manifest digest or by a unique prefix of at least 12 of its hex
+ * digits; builds its root filesystem when it is missing.
+ */
+sm_oci_image *sm_oci_image_get(const char *name, sm_error **err);
+/*
+ * Removes the image's name from the store, then deletes the blobs and
+ * root filesystems no remaining name uses; *freed (may be NULL) gets the
+ * bytes freed. SM_E_NOT_FOUND for a name the store does not hold.
+ */
+int sm_oci_image_remove(const char *name, uint64_t *freed, sm_error **err);
+void sm_oci_image_free(sm_oci_image *img);
+
+/* Every stored image, sorted by name. */
+sm_oci_image_list *sm_oci_image_list_load(sm_error **err);
+size_t sm_oci_image_list_count(const sm_oci_image_list *l);
+/* Entry i (< count), owned by l: not to be freed. */
+const sm_oci_image *sm_oci_image_list_at(const sm_oci_image_list *l, size_t i);
+/* The list as `supermachine images --json` prints it (an array of objects); free() it. */
+char *sm_oci_image_list_json(const sm_oci_image_list *l);
+void sm_oci_image_list_free(sm_oci_image_list *l);
+
+/* What an image holds; strings are owned by img, NULL when the image has none. */
+const char *sm_oci_image_name(const sm_oci_image *img);            /* as stored */
+const char *sm_oci_image_manifest_digest(const sm_oci_image *img); /* "sha256:..." */
+const char *sm_oci_image_config_digest(const sm_oci_image *img);
+const char *sm_oci_image_rootfs(const sm_oci_image *img);          /* the ext4 file; NULL if not built */
+uint64_t sm_oci_image_size(const sm_oci_image *img);               /* bytes of its blobs */
+uint64_t sm_oci_image_rootfs_size(const sm_oci_image *img);
+int64_t sm_oci_image_pulled(const sm_oci_image *img);              /* unix time it was stored */
+const char *sm_oci_image_created(const sm_oci_image *img);         /* RFC 3339, as the image says */
+const char *sm_oci_image_os(const sm_oci_image *img);
+const char *sm_oci_image_architecture(const sm_oci_image *img);
+/* Its config's runtime parts; string vectors are NULL-terminated. */
+const char *const *sm_oci_image_entrypoint(const sm_oci_image *img);
+const char *const *sm_oci_image_cmd(const sm_oci_image *img);
+const char *const *sm_oci_image_env(const sm_oci_image *img);         /* "KEY=value" */
+const char *const *sm_oci_image_exposed_ports(const sm_oci_image *img); /* "80/tcp" */
+const char *sm_oci_image_working_dir(const sm_oci_image *img);
+const char *sm_oci_image_user(const sm_oci_image *img);
+const char *sm_oci_image_stop_signal(const sm_oci_image *img);
+/* The image as `supermachine inspect` prints it (a JSON object); free() it. */
+char *sm_oci_image_json(const sm_oci_image *img);
 
 /* ---- images: a baked snapshot, opened once ---------------------------------- *
  *

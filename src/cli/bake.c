@@ -64,9 +64,11 @@ int cli_bake(const char *image, const struct cli_bake_opts *o)
 {
 	const char *argv[CLI_MAX_WARMUP][4];
 	const char *const *warmup[CLI_MAX_WARMUP + 1];
+	sm_vm_config vm = { .size = sizeof(vm), .memory_mib = o->memory_mib, .vcpus = o->vcpus, .network = o->network,
+			     .mounts = o->mounts.m, .nmounts = o->mounts.n };
 	sm_bake_config cfg = {
-		.vm = { .memory_mib = o->memory_mib, .vcpus = o->vcpus, .network = o->network,
-			.mounts = o->mounts.m, .nmounts = o->mounts.n },
+		.size = sizeof(cfg),
+		.vm = &vm,
 		.trigger = o->trigger,
 		.trigger_value = o->trigger_value,
 		.warmup = warmup,
@@ -84,7 +86,7 @@ int cli_bake(const char *image, const struct cli_bake_opts *o)
 	}
 	warmup[o->nwarmup] = NULL;
 	if (getenv("SUPERMACHINE_BOOT_TIMEOUT_MS"))
-		cfg.vm.boot_timeout_ms = (uint32_t)strtoul(getenv("SUPERMACHINE_BOOT_TIMEOUT_MS"), NULL, 10);
+		vm.boot_timeout_ms = (uint32_t)strtoul(getenv("SUPERMACHINE_BOOT_TIMEOUT_MS"), NULL, 10);
 	rc = sm_bake(image, o->name, &cfg, &err);
 	if (rc < 0) {
 		cli_error("pull", err);

@@ -9,8 +9,6 @@
 
 #include <supermachine.h>
 
-#include "oci/oci.h"
-
 static void images_usage(FILE *out)
 {
 	fprintf(out, "usage: supermachine images [--json] [--snapshots]\n"
@@ -24,15 +22,6 @@ static void images_usage(FILE *out)
 		     "  -h, --help  this help\n");
 }
 
-static json_t *image_json(const struct oci_image *img)
-{
-	return json_pack("{s:s, s:s, s:s, s:I, s:s?, s:I, s:s?, s:I}", "name", img->name,
-			 "manifest_digest", img->manifest_digest, "config_digest",
-			 img->config_digest, "size", (json_int_t)img->size, "rootfs",
-			 img->rootfs_path, "rootfs_size", (json_int_t)img->rootfs_size, "created",
-			 img->config.created, "pulled", (json_int_t)img->pulled);
-}
-
 static void size_human(char *buf, size_t n, uint64_t v)
 {
 	if (v >= 1000000000)
@@ -43,47 +32,57 @@ static void size_human(char *buf, size_t n, uint64_t v)
 		snprintf(buf, n, "%.1f kB", (double)v / 1e3);
 }
 
-static int images_print(struct oci_image **list, size_t n, bool json)
+static int images_print(const sm_oci_image_list *l, bool json)
 {
 	if (json) {
-		json_t *arr = json_array();
-		for (size_t i = 0; arr && i < n; i++)
-			json_array_append_new(arr, image_json(list[i]));
-		if (!arr || json_dumpf(arr, stdout, JSON_INDENT(2)) < 0) {
-			json_decref(arr);
+		char *text = sm_oci_image_list_json(l);
+		if (!text)
 			return -1;
-		}
-		putchar('\n');
-		json_decref(arr);
+		printf("%s\n", text);
+		free(text);
 		return 0;
 	}
 	printf("%-50s %-12s %10s  %s\n", "NAME", "DIGEST", "SIZE", "CREATED");
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < sm_oci_image_list_count(l); i++) {
+		const sm_oci_image *img = sm_oci_image_list_at(l, i);
+		const char *created = sm_oci_image_created(img);
 		char size[32];
-		const char *created = list[i]->config.created ? list[i]->config.created : "-";
-		size_human(size, sizeof(size), list[i]->size);
-		printf("%-50s %.12s %10s  %.19s\n", list[i]->name, list[i]->manifest_digest + 7, size,
-		       created);
+		size_human(size, sizeof(size), sm_oci_image_size(img));
+		printf("%-50s %.12s %10s  %.19s\n", sm_oci_image_name(img), sm_oci_image_manifest_digest(img) + 7,
+		       size, created ? created : "-");
 	}
 	return 0;
 }
 
 static json_t *snapshot_json(const sm_snapshot_info *i)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", i->name, "path", i->path, "image",
-			 i->image, "image_digest", i->image_digest, "warmup_tag", i->warmup_tag, "memory_mib",
-			 (json_int_t)i->memory_mib, "vcpus", (json_int_t)i->vcpus, "created", (json_int_t)i->created,
-			 "disk_bytes", (json_int_t)i->disk_bytes);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", sm_snapshot_info_name(i), "path",
+			 sm_snapshot_info_path(i), "image", sm_snapshot_info_image(i), "image_digest",
+			 sm_snapshot_info_image_digest(i), "warmup_tag", sm_snapshot_info_warmup_tag(i), "memory_mib",
+			 (json_int_t)sm_snapshot_info_memory_mib(i), "vcpus", (json_int_t)sm_snapshot_info_vcpus(i),
+			 "created", (json_int_t)sm_snapshot_info_created(i), "disk_bytes",
+			 (json_int_t)sm_snapshot_info_disk_bytes(i));
+}
+
+static void snapshot_row(const sm_snapshot_info *i)
+{
+	const char *tag = sm_snapshot_info_warmup_tag(i);
+	char size[32], mem[32];
+
+	size_human(size, sizeof(size), sm_snapshot_info_disk_bytes(i));
+	snprintf(mem, sizeof(mem), "%u MiB", sm_snapshot_info_memory_mib(i));
+	printf("%-24s %-40.40s %8s %5u %10s  %s\n", sm_snapshot_info_name(i), sm_snapshot_info_image(i), mem,
+	       sm_snapshot_info_vcpus(i), size, tag[0] ? tag : "-");
 }
 
 /* The snapshots, as a table (headed, none: nothing) or a JSON array. */
 static int snapshots_print(bool json)
 {
-	sm_snapshot_info *list = NULL;
 	sm_error *err = NULL;
-	size_t n = 0;
+	sm_snapshot_list *list = sm_snapshot_list_load(&err);
+	size_t n = sm_snapshot_list_count(list);
 
-	if (sm_snapshot_list(&list, &n, &err) < 0) {
+	if (!list) {
 		fprintf(stderr, "supermachine: images: %s\n", sm_error_string(err));
 		sm_error_free(err);
 		return -1;
@@ -91,22 +90,17 @@ static int snapshots_print(bool json)
 	if (json) {
 		json_t *arr = json_array();
 		for (size_t i = 0; arr && i < n; i++)
-			json_array_append_new(arr, snapshot_json(&list[i]));
+			json_array_append_new(arr, snapshot_json(sm_snapshot_list_at(list, i)));
 		if (arr)
 			json_dumpf(arr, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(arr);
 	} else if (n) {
 		printf("\n%-24s %-40s %8s %5s %10s  %s\n", "SNAPSHOT", "IMAGE", "MEMORY", "VCPUS", "DISK", "WARMUP TAG");
-		for (size_t i = 0; i < n; i++) {
-			char size[32], mem[32];
-			size_human(size, sizeof(size), list[i].disk_bytes);
-			snprintf(mem, sizeof(mem), "%u MiB", list[i].memory_mib);
-			printf("%-24s %-40.40s %8s %5u %10s  %s\n", list[i].name, list[i].image, mem, list[i].vcpus, size,
-			       list[i].warmup_tag[0] ? list[i].warmup_tag : "-");
-		}
+		for (size_t i = 0; i < n; i++)
+			snapshot_row(sm_snapshot_list_at(list, i));
 	}
-	free(list);
+	sm_snapshot_list_free(list);
 	return 0;
 }
 
@@ -118,10 +112,8 @@ int cmd_images(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct oci_store *st = NULL;
-	struct oci_image **list = NULL;
+	sm_oci_image_list *list = NULL;
 	sm_error *err = NULL;
-	size_t n = 0;
 	bool json = false, only_snapshots = false;
 	int c, rc = 1;
 
@@ -145,8 +137,9 @@ int cmd_images(int argc, char **argv)
 	}
 	if (only_snapshots)
 		return snapshots_print(json) < 0 ? 1 : 0;
-	if (oci_store_open(NULL, &st, &err) == 0 && oci_image_list(st, &list, &n, &err) == 0) {
-		rc = images_print(list, n, json) < 0 ? 1 : 0;
+	list = sm_oci_image_list_load(&err);
+	if (list) {
+		rc = images_print(list, json) < 0 ? 1 : 0;
 		if (rc == 0 && !json)
 			rc = snapshots_print(false) < 0 ? 1 : 0;
 		if (rc)
@@ -154,8 +147,7 @@ int cmd_images(int argc, char **argv)
 	} else {
 		fprintf(stderr, "supermachine: images: %s\n", sm_error_string(err));
 	}
-	oci_image_list_free(list, n);
+	sm_oci_image_list_free(list);
 	sm_error_free(err);
-	oci_store_close(st);
 	return rc;
 }

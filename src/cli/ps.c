@@ -7,7 +7,6 @@
 #include <time.h>
 
 #include "cli/cli_vm.h"
-#include "lib/vm.h"
 
 static void ps_usage(FILE *out)
 {
@@ -45,9 +44,8 @@ int cmd_ps(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	bool all = false, quiet = false;
-	struct vm_meta *list;
+	sm_vm_list *list;
 	sm_error *err = NULL;
-	size_t n;
 	int c;
 
 	optind = 1;
@@ -63,25 +61,27 @@ int cmd_ps(int argc, char **argv)
 		fprintf(stderr, "supermachine: ps: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (vm_meta_list(&list, &n, &err) < 0) {
+	list = sm_vm_list_load(&err);
+	if (!list) {
 		cli_error("ps", err);
 		return 1;
 	}
 	if (!quiet)
 		printf("%-12s  %-8s  %-10s  %-24s  %s\n", "ID", "STATUS", "CREATED", "IMAGE", "COMMAND");
-	for (size_t i = 0; i < n; i++) {
-		bool running = vm_pid_is_worker(list[i].pid);
+	for (size_t i = 0; i < sm_vm_list_count(list); i++) {
+		const sm_vm_info *v = sm_vm_list_at(list, i);
+		bool running = sm_vm_info_status(v) == SM_VM_RUNNING;
 		char age[32];
 		if (!running && !all)
 			continue;
 		if (quiet) {
-			printf("%s\n", list[i].id);
+			printf("%s\n", sm_vm_info_id(v));
 			continue;
 		}
-		ps_age(list[i].created, age, sizeof(age));
-		printf("%-12s  %-8s  %-10s  %-24s  %s\n", list[i].id, running ? "running" : "exited", age,
-		       list[i].image, list[i].command);
+		ps_age(sm_vm_info_created(v), age, sizeof(age));
+		printf("%-12s  %-8s  %-10s  %-24s  %s\n", sm_vm_info_id(v), running ? "running" : "exited", age,
+		       sm_vm_info_image(v), sm_vm_info_command(v));
 	}
-	free(list);
+	sm_vm_list_free(list);
 	return 0;
 }

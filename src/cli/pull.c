@@ -3,13 +3,13 @@
 
 #include <getopt.h>
 #include <stdio.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <supermachine.h>
+
 #include "cli/bake.h"
 #include "cli/cli_vm.h"
-#include "oci/oci.h"
 
 static void pull_usage(FILE *out)
 {
@@ -58,7 +58,8 @@ static void pull_usage(FILE *out)
 }
 
 struct progress_view {
-	const char *phase;
+	sm_pull_phase phase;
+	bool started;
 	struct timespec t0;
 	bool shown;
 };
@@ -83,35 +84,42 @@ static void human(char *buf, size_t n, double v)
 	snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
-/* One status line on the terminal, redrawn in place. */
-static void progress_draw(const struct oci_progress *p, void *arg)
+/*
+ * One status line on the terminal, redrawn in place, from the reports on
+ * the whole phase (a report on one blob has its digest set).
+ */
+static int progress_draw(const sm_pull_progress *p, void *arg)
 {
 	struct progress_view *v = arg;
 	char done[32], total[32], rate[32];
 	double secs;
 
-	if (!v->phase || strcmp(v->phase, p->phase)) {
+	if (p->digest)
+		return 0;
+	if (!v->started || v->phase != p->phase) {
 		v->phase = p->phase;
+		v->started = true;
 		clock_gettime(CLOCK_MONOTONIC, &v->t0);
 	}
-	if (!strcmp(p->phase, "done")) {
+	if (p->phase == SM_PULL_DONE) {
 		if (v->shown)
 			fprintf(stderr, "\r\033[K");
-		return;
+		return 0;
 	}
 	secs = seconds_since(&v->t0);
 	human(done, sizeof(done), (double)p->bytes_done);
 	human(total, sizeof(total), (double)p->bytes_total);
 	human(rate, sizeof(rate), secs > 0.05 ? (double)p->bytes_done / secs : 0);
-	if (!strcmp(p->phase, "downloading"))
-		fprintf(stderr, "\r\033[Kdownloading: %u/%u blobs, %s / %s, %s/s", p->layers_done,
-			p->layers_total, done, total, rate);
-	else if (!strcmp(p->phase, "building"))
+	if (p->phase == SM_PULL_DOWNLOADING)
+		fprintf(stderr, "\r\033[Kdownloading: %u/%u blobs, %s / %s, %s/s", p->blobs_done,
+			p->blobs_total, done, total, rate);
+	else if (p->phase == SM_PULL_BUILDING)
 		fprintf(stderr, "\r\033[Kbuilding rootfs: %u layers, %s of tar read, %s/s",
-			p->layers_total, done, rate);
+			p->blobs_total, done, rate);
 	else
-		fprintf(stderr, "\r\033[K%s...", p->phase);
+		fprintf(stderr, "\r\033[Kresolving...");
 	v->shown = true;
+	return 0;
 }
 
 /* The bake options; 0, or -1 after saying what is wrong. */
@@ -177,11 +185,10 @@ int cmd_pull(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct oci_pull_opts opts = { 0 };
+	sm_pull_config opts = SM_PULL_CONFIG_INIT;
 	struct cli_bake_opts bake = { 0 };
 	struct progress_view view = { 0 };
-	struct oci_store *st = NULL;
-	struct oci_image *img = NULL;
+	sm_oci_image *img = NULL;
 	sm_error *err = NULL;
 	bool quiet = false;
 	int c, rc = 1;
@@ -225,23 +232,24 @@ int cmd_pull(int argc, char **argv)
 	bake.quiet = quiet;
 	if (!quiet && isatty(STDERR_FILENO)) {
 		opts.progress = progress_draw;
-		opts.progress_arg = &view;
+		opts.progress_opaque = &view;
 	}
-	if (oci_store_open(NULL, &st, &err) == 0 && oci_pull(st, argv[optind], &opts, &img, &err) == 0) {
+	img = sm_oci_pull(argv[optind], &opts, &err);
+	if (img) {
+		const char *name = sm_oci_image_name(img), *rootfs = sm_oci_image_rootfs(img);
 		if (quiet && !bake.name)
-			printf("%s\n", img->name);
+			printf("%s\n", name);
 		else if (!quiet)
-			printf("%s\n  digest: %s\n  rootfs: %s\n", img->name, img->manifest_digest,
-			       img->rootfs_path ? img->rootfs_path : "(not built)");
+			printf("%s\n  digest: %s\n  rootfs: %s\n", name, sm_oci_image_manifest_digest(img),
+			       rootfs ? rootfs : "(not built)");
 		fflush(stdout);
-		rc = bake.name ? cli_bake(img->name, &bake) : 0;
+		rc = bake.name ? cli_bake(name, &bake) : 0;
 	} else {
 		if (view.shown)
 			fprintf(stderr, "\n");
 		fprintf(stderr, "supermachine: pull %s: %s\n", argv[optind], sm_error_string(err));
 	}
 	sm_error_free(err);
-	oci_image_free(img);
-	oci_store_close(st);
+	sm_oci_image_free(img);
 	return rc;
 }

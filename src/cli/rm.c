@@ -7,8 +7,6 @@
 
 #include <supermachine.h>
 
-#include "oci/oci.h"
-
 static void rm_usage(FILE *out)
 {
 	fprintf(out, "usage: supermachine rm IMAGE|SNAPSHOT...\n"
@@ -24,7 +22,6 @@ int cmd_rm(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct oci_store *st = NULL;
 	sm_error *err = NULL;
 	int c, rc = 0;
 
@@ -41,11 +38,6 @@ int cmd_rm(int argc, char **argv)
 		rm_usage(stderr);
 		return 2;
 	}
-	if (oci_store_open(NULL, &st, &err) < 0) {
-		fprintf(stderr, "supermachine: rm: %s\n", sm_error_string(err));
-		sm_error_free(err);
-		return 1;
-	}
 	for (int i = optind; i < argc; i++) {
 		uint64_t freed = 0;
 		if (sm_snapshot_exists(argv[i]) && !strchr(argv[i], '/')) {
@@ -59,7 +51,7 @@ int cmd_rm(int argc, char **argv)
 			rc = 1;
 			continue;
 		}
-		if (oci_image_remove(st, argv[i], &freed, &err) < 0) {
+		if (sm_oci_image_remove(argv[i], &freed, &err) < 0) {
 			fprintf(stderr, "supermachine: rm %s: %s\n", argv[i], sm_error_string(err));
 			sm_error_free(err);
 			err = NULL;
@@ -68,6 +60,5 @@ int cmd_rm(int argc, char **argv)
 		}
 		printf("removed %s (%.1f MB freed)\n", argv[i], (double)freed / 1e6);
 	}
-	oci_store_close(st);
 	return rc;
 }

@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "cli/cli_vm.h"
-#include "lib/vm.h"
 
 #define RUN_MAX_VOLUMES 8
 
@@ -88,7 +87,7 @@ static int run_volume(struct run_opts *o, const char *spec)
 		fprintf(stderr, "supermachine: run: more than %d volumes\n", RUN_MAX_VOLUMES);
 		return -1;
 	}
-	if (vm_volume_parse(spec, o->volume_buf[o->nvolumes], sizeof(o->volume_buf[0]), &o->volumes[o->nvolumes],
+	if (sm_volume_parse(spec, o->volume_buf[o->nvolumes], sizeof(o->volume_buf[0]), &o->volumes[o->nvolumes],
 			    &err) < 0) {
 		cli_error("run", err);
 		return -1;
@@ -184,6 +183,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 static void run_config(const struct run_opts *o, sm_vm_config *cfg)
 {
 	*cfg = (sm_vm_config){
+		.size = sizeof(sm_vm_config),
 		.memory_mib = o->memory_mib,
 		.vcpus = o->vcpus,
 		.volumes = o->volumes,
@@ -224,8 +224,8 @@ static int run_snapshot_wait(sm_vm *vm)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	while (!run_interrupted && sm_vm_running(vm)) {
-		struct pollfd p = { .fd = vm->pidfd, .events = POLLIN };
-		poll(&p, 1, vm->pidfd >= 0 ? 1000 : 200);
+		struct pollfd p = { .fd = sm_vm_pidfd(vm), .events = POLLIN };
+		poll(&p, 1, p.fd >= 0 ? 1000 : 200);
 	}
 	return run_interrupted ? 130 : 0;
 }
@@ -281,8 +281,8 @@ static int run_watcher_detach(const char *id, const struct run_opts *o)
 		_exit(1);
 	while (sm_vm_running(vm)) {
 		/* the pidfd turns readable when the worker exits; without one, look every second */
-		struct pollfd p = { .fd = vm->pidfd, .events = POLLIN };
-		poll(&p, 1, vm->pidfd >= 0 ? -1 : 1000);
+		struct pollfd p = { .fd = sm_vm_pidfd(vm), .events = POLLIN };
+		poll(&p, 1, p.fd >= 0 ? -1 : 1000);
 	}
 	run_forwards_stop(f);
 	if (o->rm)

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/config.h"
 #include "lib/error.h"
 #include "lib/vm_mount.h"
 #include "oci/oci.h"
@@ -25,7 +26,9 @@
 #define BAKE_POLL_US 50000
 
 struct bake {
-	const sm_bake_config *cfg;
+	const sm_bake_config *cfg; /* &own */
+	sm_bake_config own;        /* the caller's, at our size; own.vm is &vm */
+	sm_vm_config vm;
 	uint64_t t0;
 	const char *step;
 };
@@ -89,7 +92,7 @@ static json_t *bake_mounts(const sm_vm_config *v)
 /* Everything that shapes the snapshot: equal keys, equal bakes. */
 static json_t *bake_key(const char *image, const struct oci_image *img, const sm_bake_config *c)
 {
-	const sm_vm_config *v = &c->vm;
+	const sm_vm_config *v = c->vm;
 	json_t *warm = json_array();
 
 	json_t *vols = json_array();
@@ -265,9 +268,9 @@ static int bake_check(const sm_bake_config *c, sm_error **err)
 	if (c->settle_ms > PROTO_MAX_SETTLE_MS)
 		return sm_error_set(err, SM_E_INVALID, 0, "settle %u ms is over %u", c->settle_ms,
 				    PROTO_MAX_SETTLE_MS), -1;
-	if (c->vm.detached)
+	if (c->vm->detached)
 		return sm_error_set(err, SM_E_INVALID, 0, "a bake VM cannot be detached"), -1;
-	uint32_t mem = c->vm.memory_mib ? c->vm.memory_mib : VM_DEFAULT_MEMORY_MIB;
+	uint32_t mem = c->vm->memory_mib ? c->vm->memory_mib : VM_DEFAULT_MEMORY_MIB;
 	if (c->balloon_target_mib >= mem)
 		return sm_error_set(err, SM_E_INVALID, 0, "balloon target %u MiB is not less than the VM's %u MiB",
 				    c->balloon_target_mib, mem), -1;
@@ -277,7 +280,7 @@ static int bake_check(const sm_bake_config *c, sm_error **err)
 static int bake_boot_and_capture(struct bake *b, const char *image, const char *dir, json_t *key,
 				 sm_error **err)
 {
-	sm_vm_config vc = b->cfg->vm;
+	sm_vm_config vc = *b->cfg->vm;
 	struct sm_vm *vm;
 	int rc;
 
@@ -299,8 +302,7 @@ static int bake_boot_and_capture(struct bake *b, const char *image, const char *
 
 int sm_bake(const char *image, const char *name_or_dir, const sm_bake_config *cfg, sm_error **err)
 {
-	static const sm_bake_config defaults = { 0 };
-	struct bake b = { .cfg = cfg ? cfg : &defaults };
+	struct bake b = { .cfg = &b.own };
 	struct oci_image *img = NULL;
 	json_t *key = NULL;
 	char dir[4096];
@@ -310,6 +312,9 @@ int sm_bake(const char *image, const char *name_or_dir, const sm_bake_config *cf
 		sm_error_set(err, SM_E_INVALID, 0, "no image given");
 		goto out;
 	}
+	if (bake_config_copy(&b.own, cfg, err) < 0 || vm_config_copy(&b.vm, b.own.vm, err) < 0)
+		goto out;
+	b.own.vm = &b.vm;
 	if (bake_check(b.cfg, err) < 0 || snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0)
 		goto out;
 	step_begin(&b, "resolve image");
@@ -321,7 +326,7 @@ int sm_bake(const char *image, const char *name_or_dir, const sm_bake_config *cf
 		sm_error_set(err, SM_E_NOMEM, 0, "bake key");
 		goto out;
 	}
-	if (!b.cfg->force && bake_cached(dir, key, &b.cfg->vm.assets)) {
+	if (!b.cfg->force && bake_cached(dir, key, b.vm.assets)) {
 		rc = 1;
 		goto out;
 	}

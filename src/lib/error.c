@@ -135,6 +135,7 @@ const char *sm_code_name(sm_code code)
 		[SM_E_BUSY] = "busy",
 		[SM_E_UNSUPPORTED] = "unsupported",
 		[SM_E_INTERNAL] = "internal",
+		[SM_E_CANCELED] = "canceled",
 	};
 
 	if ((unsigned)code >= sizeof(names) / sizeof(names[0]) || !names[code])

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/config.h"
 #include "lib/error.h"
 #include "lib/log.h"
 
@@ -59,6 +60,7 @@ struct sm_pool {
 	pthread_cond_t ready;  /* acquirers: a VM became idle, a restore failed, or the pool closes */
 	char *name;
 	sm_pool_config cfg;
+	sm_vm_config vm_cfg;   /* cfg.vm points here */
 	unsigned refs;
 
 	struct pool_list idle;      /* most recently released first */
@@ -174,7 +176,7 @@ static void pool_vm_destroy(struct sm_pool *p, struct pool_slot *s)
 	struct sm_vm *vm = s->vm;
 
 	vm->pool_slot = NULL;
-	if (p->cfg.vm.nvolumes) {
+	if (p->vm_cfg.nvolumes) {
 		sm_vm_stop(vm, 0, NULL);
 	} else if (sm_vm_running(vm)) {
 		kill(vm->pid, SIGKILL);
@@ -240,7 +242,7 @@ static void pool_spawn(struct sm_pool *p)
 	p->starting++;
 	pthread_mutex_unlock(&p->lock);
 	if (s)
-		vm = sm_vm_restore(p->name, &p->cfg.vm, &err);
+		vm = sm_vm_restore(p->name, &p->vm_cfg, &err);
 	else
 		sm_error_set(&err, SM_E_NOMEM, 0, "restore %s", p->name);
 	/* said before taking the lock: the log callback may call into the pool */
@@ -432,15 +434,16 @@ static int pool_init(struct sm_pool *p, const char *name, const sm_pool_config *
 {
 	pthread_condattr_t ca;
 
-	if (cfg)
-		p->cfg = *cfg;
+	if (pool_config_copy(&p->cfg, cfg, err) < 0 || vm_config_copy(&p->vm_cfg, p->cfg.vm, err) < 0)
+		return -1;
+	p->cfg.vm = &p->vm_cfg;
 	if (!p->cfg.max)
 		p->cfg.max = POOL_DEFAULT_MAX;
 	if (!p->cfg.idle_timeout_ms)
 		p->cfg.idle_timeout_ms = POOL_DEFAULT_IDLE_TIMEOUT_MS;
 	if (!p->cfg.acquire_timeout_ms)
 		p->cfg.acquire_timeout_ms = POOL_DEFAULT_ACQUIRE_TIMEOUT_MS;
-	p->cfg.vm.detached = false; /* a pool's workers never outlive it */
+	p->vm_cfg.detached = false; /* a pool's workers never outlive it */
 	if (p->cfg.min > p->cfg.max)
 		return sm_error_set(err, SM_E_INVALID, 0, "pool of '%s': min %u is above max %u", name, p->cfg.min,
 				    p->cfg.max), -1;

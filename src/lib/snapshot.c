@@ -1,9 +1,10 @@
 /*
  * Snapshots: where they live, the checks before a restore, capture
- * (sm_vm_snapshot), restore (sm_vm_restore), reset and listing. The
- * worker writes and loads state and memory (control "snapshot DIR",
- * --restore DIR, control "reset"); this file owns metadata.json, the
- * atomic directory, and the per-clone clock, entropy and balloon target.
+ * (sm_vm_snapshot), restore (sm_vm_restore), reset and removal (listing
+ * is snapshot_list.c). The worker writes and loads state and memory
+ * (control "snapshot DIR", --restore DIR, control "reset"); this file
+ * owns metadata.json, the atomic directory, and the per-clone clock,
+ * entropy and balloon target.
  */
 #include "lib/snapshot.h"
 
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/fsutil.h"
+#include "lib/config.h"
 #include "lib/error.h"
 #include "lib/hostcheck.h"
 #include "lib/log.h"
@@ -597,16 +599,16 @@ out:
 	return rc;
 }
 
-sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *cfg, sm_error **err)
+sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *given, sm_error **err)
 {
-	static const sm_vm_config defaults = { 0 };
 	struct snap_meta *m = calloc(1, sizeof(*m));
 	struct vm_asset_paths assets;
 	struct sm_vm *vm = vm_alloc();
+	sm_vm_config c, *cfg = &c;
 	char dir[4096];
 
-	if (!cfg)
-		cfg = &defaults;
+	if (vm_config_copy(&c, given, err) < 0)
+		goto fail;
 	if (!m || !vm) {
 		sm_error_set(err, SM_E_NOMEM, 0, "restore");
 		goto fail;
@@ -614,7 +616,7 @@ sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *cfg, sm_error 
 	vm->detached = cfg->detached;
 	vm->remove = !cfg->detached;
 	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0 ||
-	    vm_assets_find(&cfg->assets, &assets, err) < 0 || snapshot_check(dir, &assets, m, err) < 0)
+	    vm_assets_find(cfg->assets, &assets, err) < 0 || snapshot_check(dir, &assets, m, err) < 0)
 		goto fail;
 	if (restore_cfg_check(m, cfg, err) < 0 || restore_mounts(m, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 ||
 	    restore_run(vm, dir, &assets, m, cfg, err) < 0)
@@ -647,72 +649,7 @@ int sm_vm_reset(sm_vm *vm, sm_error **err)
 	return restore_balloon(vm, err);
 }
 
-/* ---- listing ---- */
-
-static uint64_t disk_bytes(const char *dir, const char *name)
-{
-	char path[4400];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512u : 0;
-}
-
-static int info_fill(const char *base, const char *name, sm_snapshot_info *info)
-{
-	char path[4400];
-	struct snap_meta m;
-
-	snprintf(info->path, sizeof(info->path), "%s/%s", base, name);
-	snprintf(path, sizeof(path), "%s/" WORKER_SNAP_METADATA_FILE, info->path);
-	if (snapmeta_load(path, false, &m, NULL) < 0)
-		return -1;
-	snprintf(info->name, sizeof(info->name), "%s", name);
-	snprintf(info->image, sizeof(info->image), "%.1000s", m.image_name[0] ? m.image_name : m.rootfs.path);
-	snprintf(info->image_digest, sizeof(info->image_digest), "%s", m.image_digest);
-	snprintf(info->warmup_tag, sizeof(info->warmup_tag), "%s", m.warmup_tag);
-	info->memory_mib = m.memory_mib;
-	info->vcpus = m.vcpus;
-	info->created = m.created;
-	info->disk_bytes = disk_bytes(info->path, WORKER_SNAP_MEMORY_FILE) + disk_bytes(info->path, WORKER_SNAP_STATE_FILE);
-	snapmeta_release(&m);
-	return 0;
-}
-
-int sm_snapshot_list(sm_snapshot_info **out, size_t *n, sm_error **err)
-{
-	char base[4096];
-	sm_snapshot_info *list = NULL;
-	struct dirent *de;
-	size_t cnt = 0;
-	DIR *d;
-
-	*out = NULL;
-	*n = 0;
-	if (snapshot_base(base, sizeof(base), err) < 0)
-		return -1;
-	d = opendir(base);
-	if (!d)
-		return sm_error_set(err, SM_E_IO, errno, "open %s", base), -1;
-	while ((de = readdir(d))) {
-		if (!snapshot_name_valid(de->d_name))
-			continue;
-		sm_snapshot_info *grown = realloc(list, (cnt + 1) * sizeof(*list));
-		if (!grown) {
-			free(list);
-			closedir(d);
-			return sm_error_set(err, SM_E_NOMEM, 0, "snapshot list"), -1;
-		}
-		list = grown;
-		memset(&list[cnt], 0, sizeof(list[cnt]));
-		if (info_fill(base, de->d_name, &list[cnt]) == 0)
-			cnt++; /* half-made (no metadata.json yet) or not ours: not listed */
-	}
-	closedir(d);
-	*out = list;
-	*n = cnt;
-	return 0;
-}
+/* ---- removal ---- */
 
 int sm_snapshot_remove(const char *name, sm_error **err)
 {

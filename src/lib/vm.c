@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/config.h"
 #include "lib/error.h"
 #include "lib/hostcheck.h"
 #include "lib/exec.h"
@@ -83,8 +84,7 @@ bool sm_vm_running(sm_vm *vm)
 	return !vm->exited;
 }
 
-/* Waits up to ms for the worker to exit; true when it did. */
-static bool vm_wait_exit(struct sm_vm *vm, int ms)
+bool vm_wait_exit(struct sm_vm *vm, int ms)
 {
 	struct timespec start, now;
 
@@ -105,8 +105,7 @@ static bool vm_wait_exit(struct sm_vm *vm, int ms)
 	}
 }
 
-/* The last cap-1 bytes of a file into buf, NUL-terminated; their count, or <= 0. */
-static ssize_t vm_file_tail(const char *path, char *buf, size_t cap)
+ssize_t vm_file_tail(const char *path, char *buf, size_t cap)
 {
 	ssize_t n = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -566,15 +565,7 @@ static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm
  */
 static bool vm_console_says_workload_ended(const struct sm_vm *vm)
 {
-	char buf[8193];
-	ssize_t n = vm_file_tail(vm->console, buf, sizeof(buf));
-
-	if (n <= 0)
-		return false;
-	for (ssize_t i = 0; i < n; i++)
-		if (!buf[i])
-			buf[i] = ' '; /* console bytes may hold NULs */
-	return strstr(buf, "]: workload exited with status ") || strstr(buf, "]: workload ended by signal ");
+	return vm_console_workload_status(vm->console) >= 0;
 }
 
 /*
@@ -633,10 +624,14 @@ struct sm_vm *vm_alloc(void)
 
 sm_vm *sm_vm_start(const char *image, const sm_vm_config *cfg, sm_error **err)
 {
+	sm_vm_config c;
+
+	if (vm_config_copy(&c, cfg, err) < 0)
+		return NULL;
 	/* a baked snapshot of that name: restore it instead of booting */
 	if (image && sm_snapshot_exists(image))
-		return sm_vm_restore(image, cfg, err);
-	return vm_boot(image, cfg, err);
+		return sm_vm_restore(image, &c, err);
+	return vm_boot(image, &c, err);
 }
 
 struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err)
@@ -658,7 +653,7 @@ struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err
 	p->image_label = image;
 	vm->detached = cfg->detached;
 	vm->remove = !cfg->detached;
-	if (vm_assets_find(&cfg->assets, &p->assets, err) < 0 || vm_plan_image(p, vm, image, err) < 0 ||
+	if (vm_assets_find(cfg->assets, &p->assets, err) < 0 || vm_plan_image(p, vm, image, err) < 0 ||
 	    vm_plan_volumes(p, vm, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 || vm_runtime_create(vm, err) < 0)
 		goto fail;
 	if (cfg->console_log)

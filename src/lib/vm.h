@@ -105,6 +105,12 @@ int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char 
 /* Writes meta.json for `ps`; command may be NULL. */
 int vm_record_meta(struct sm_vm *vm, const char *label, const char *const *command, bool detached,
 		   sm_error **err);
+/* Waits up to ms for the worker to exit; true when it did. */
+bool vm_wait_exit(struct sm_vm *vm, int ms);
+/* The last cap-1 bytes of a file into buf, NUL-terminated; their count, or <= 0. */
+ssize_t vm_file_tail(const char *path, char *buf, size_t cap);
+/* The workload's exit status as init logged it on the console (128+N: signal N); -1 when it did not. */
+int vm_console_workload_status(const char *console);
 /* SM_E_VM_DIED when the worker is gone (with its last log line), else 0. */
 int vm_check(struct sm_vm *vm, const char *during, sm_error **err);
 /* After a failed call: the worker's death, if it died, else err wrapped with during. */
@@ -118,8 +124,7 @@ int vm_signal_parse(const char *s);
 
 /* ---- volumes (vm_volume.c) ---- */
 
-/* Parses "HOSTFILE:GUESTPATH[:SIZE]" (SIZE: bytes, or with K/M/G/T); strings point into buf. */
-int vm_volume_parse(const char *spec, char *buf, size_t buflen, sm_volume *v, sm_error **err);
+/* sm_volume_parse() (include/supermachine.h) parses "HOSTFILE:GUESTPATH[:SIZE]". */
 /* Creates and formats v->host_path (sparse, ext4) unless it exists; checks it is a regular file. */
 int vm_volume_prepare(const sm_volume *v, sm_error **err);
 /* "1G", "512M", "4096": bytes, or -1. */

@@ -270,16 +270,29 @@ int vm_assets_find(const sm_assets *given, struct vm_asset_paths *out, sm_error 
 	return vm_assets_find_in(given, &p, out, err);
 }
 
-int sm_assets_find(const sm_assets *given, sm_asset_paths *out, sm_error **err)
-{
+/* What sm_assets_find() hands out: the paths discovery settled on. */
+struct sm_asset_paths {
 	struct vm_asset_paths found;
+};
 
-	if (!out)
-		return sm_error_set(err, SM_E_INVALID, 0, "find assets: no output given"), -1;
-	if (vm_assets_find(given, &found, err) < 0)
-		return -1;
-	memcpy(out->kernel, found.kernel, sizeof(out->kernel));
-	memcpy(out->initramfs, found.initramfs, sizeof(out->initramfs));
-	memcpy(out->worker, found.worker, sizeof(out->worker));
-	return 0;
+sm_asset_paths *sm_assets_find(const sm_assets *given, sm_error **err)
+{
+	struct sm_asset_paths *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return sm_error_set(err, SM_E_NOMEM, 0, "find assets"), NULL;
+	if (vm_assets_find(given, &p->found, err) < 0) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+const char *sm_asset_paths_kernel(const sm_asset_paths *p) { return p->found.kernel; }
+const char *sm_asset_paths_initramfs(const sm_asset_paths *p) { return p->found.initramfs; }
+const char *sm_asset_paths_worker(const sm_asset_paths *p) { return p->found.worker; }
+
+void sm_asset_paths_free(sm_asset_paths *p)
+{
+	free(p);
 }

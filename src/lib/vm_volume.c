@@ -50,7 +50,7 @@ int vm_size_parse(const char *s, uint64_t *bytes)
 	return 0;
 }
 
-int vm_volume_parse(const char *spec, char *buf, size_t buflen, sm_volume *v, sm_error **err)
+int sm_volume_parse(const char *spec, char *buf, size_t buflen, sm_volume *v, sm_error **err)
 {
 	char *guest, *size;
 

@@ -59,14 +59,22 @@ struct oci_image {
 	struct oci_image_config config;
 };
 
+/* Where one blob of a download stands (sm_pull_blob_state, in the same order). */
+enum oci_blob_state { OCI_BLOB_WAITING, OCI_BLOB_DOWNLOADING, OCI_BLOB_DONE, OCI_BLOB_CACHED };
+
 struct oci_progress {
 	const char *phase;        /* "resolving", "downloading", "building", "done" */
 	uint64_t bytes_done;      /* downloading: bytes fetched; building: bytes of tar read */
 	uint64_t bytes_total;
 	unsigned layers_done;
 	unsigned layers_total;
+	/* downloading: the blob this report is about; NULL for the whole batch */
+	const char *digest;
+	enum oci_blob_state state;
+	uint64_t blob_done, blob_total;
 };
-typedef void (*oci_progress_fn)(const struct oci_progress *p, void *arg);
+/* 0 to go on; anything else cancels the pull (SM_E_CANCELED). */
+typedef int (*oci_progress_fn)(const struct oci_progress *p, void *arg);
 
 struct oci_pull_opts {
 	const char *platform;      /* "os/arch[/variant]"; NULL = "linux/amd64" */

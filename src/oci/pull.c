@@ -8,12 +8,14 @@
 #include <string.h>
 #include <time.h>
 
-static void progress_phase(const struct oci_pull_opts *o, const char *phase)
+/* Reports the start of a phase; -1 (err set) when the callback cancels. */
+static int progress_phase(const struct oci_pull_opts *o, const char *phase, sm_error **err)
 {
 	struct oci_progress p = { .phase = phase };
 
-	if (o->progress)
-		o->progress(&p, o->progress_arg);
+	if (o->progress && o->progress(&p, o->progress_arg))
+		return sm_error_set(err, SM_E_CANCELED, 0, "canceled while %s", phase), -1;
+	return 0;
 }
 
 static bool config_type_ok(const char *mt)
@@ -152,8 +154,8 @@ static int pull_registry(struct oci_store *st, const struct oci_source *src,
 		goto out;
 	if (manifest_check_types(&m, err) < 0)
 		goto out;
-	progress_phase(o, "downloading");
-	if (registry_fetch_blobs(r, st, &m.config, 1, err) < 0 ||
+	if (progress_phase(o, "downloading", err) < 0 ||
+	    registry_fetch_blobs(r, st, &m.config, 1, err) < 0 ||
 	    pull_check_image(st, &m, plat, rec, err) < 0 ||
 	    registry_fetch_blobs(r, st, m.layers, m.n_layers, err) < 0)
 		goto out;
@@ -189,7 +191,8 @@ int oci_pull(struct oci_store *st, const char *source, const struct oci_pull_opt
 		goto out;
 	snprintf(rec.platform, sizeof(rec.platform), "%s/%s%s%s", plat.os, plat.arch,
 		 plat.variant[0] ? "/" : "", plat.variant);
-	progress_phase(o, "resolving");
+	if (progress_phase(o, "resolving", err) < 0)
+		goto out;
 	if (src.kind == SRC_REGISTRY)
 		rc = pull_registry(st, &src, o, &plat, &rec, err);
 	else
@@ -198,8 +201,8 @@ int oci_pull(struct oci_store *st, const char *source, const struct oci_pull_opt
 		goto out;
 	rc = -1;
 	if (!o->no_rootfs) {
-		progress_phase(o, "building");
-		if (store_rootfs_ensure(st, rec.manifest, &rootfs, o->progress, o->progress_arg,
+		if (progress_phase(o, "building", err) < 0 ||
+		    store_rootfs_ensure(st, rec.manifest, &rootfs, o->progress, o->progress_arg,
 					err) < 0)
 			goto out;
 	}
@@ -208,7 +211,8 @@ int oci_pull(struct oci_store *st, const char *source, const struct oci_pull_opt
 		goto out;
 	if (out && store_image_load(st, name, &rec, out, err) < 0)
 		goto out;
-	progress_phase(o, "done");
+	/* stored: a cancel now comes too late to undo it */
+	progress_phase(o, "done", NULL);
 	rc = 0;
 out:
 	store_pull_unlock(lock);

@@ -489,6 +489,10 @@ struct xfer {
 	bool active, done, resumed;
 	bool too_big, reauthed;
 	int io_error;
+	/* what the progress callback was last told of this blob */
+	bool reported;
+	enum oci_blob_state rep_state;
+	int64_t rep_bytes;
 	struct membuf errbody; /* non-2xx response body */
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -679,27 +683,51 @@ static int xfer_completed(struct xfer *x, CURLcode cc, bool *reauth, sm_error **
 	return -1;
 }
 
-static void fetch_progress(struct registry *r, struct xfer *xs, size_t n, uint64_t base,
-			   uint64_t total, unsigned ndone_base, uint64_t *last, bool force)
+/* One report to the progress callback; -1 (err set) when it asks to cancel. */
+static int progress_send(struct registry *r, const struct oci_progress *p, sm_error **err)
 {
-	struct oci_progress p = { .phase = "downloading", .bytes_total = total,
-				  .layers_total = (unsigned)n };
+	if (r->progress(p, r->progress_arg) == 0)
+		return 0;
+	return sm_error_set(err, SM_E_CANCELED, 0, "download canceled"), -1;
+}
+
+/* Blob i of a batch: its state and bytes so far (a cached blob has no transfer, x->d is NULL). */
+static enum oci_blob_state blob_state(const struct xfer *x, const struct oci_desc *d, int64_t *bytes)
+{
+	*bytes = x->d && !x->done ? x->got : d->size;
+	if (!x->d)
+		return OCI_BLOB_CACHED;
+	if (x->done)
+		return OCI_BLOB_DONE;
+	return x->active ? OCI_BLOB_DOWNLOADING : OCI_BLOB_WAITING;
+}
+
+/* Reports each blob whose state or bytes changed since the last report, then the batch. */
+static int fetch_progress(struct registry *r, const struct oci_desc *blobs, struct xfer *xs, size_t n,
+			  uint64_t *last, bool force, sm_error **err)
+{
+	struct oci_progress p = { .phase = "downloading", .layers_total = (unsigned)n };
 	uint64_t t = now_ms();
 
 	if (!r->progress || (!force && t - *last < 100))
-		return;
+		return 0;
 	*last = t;
-	p.bytes_done = base;
-	p.layers_done = ndone_base;
 	for (size_t i = 0; i < n; i++) {
-		if (xs[i].done) {
-			p.bytes_done += (uint64_t)xs[i].d->size;
-			p.layers_done++;
-		} else if (xs[i].d) {
-			p.bytes_done += (uint64_t)xs[i].got;
-		}
+		struct xfer *x = &xs[i];
+		int64_t bytes;
+		enum oci_blob_state st = blob_state(x, &blobs[i], &bytes);
+		p.bytes_total += (uint64_t)blobs[i].size;
+		p.bytes_done += (uint64_t)bytes;
+		p.layers_done += st == OCI_BLOB_DONE || st == OCI_BLOB_CACHED;
+		if (x->reported && x->rep_state == st && x->rep_bytes == bytes)
+			continue;
+		x->reported = true, x->rep_state = st, x->rep_bytes = bytes;
+		struct oci_progress b = { .phase = "downloading", .digest = blobs[i].digest, .state = st,
+					  .blob_done = (uint64_t)bytes, .blob_total = (uint64_t)blobs[i].size };
+		if (progress_send(r, &b, err) < 0)
+			return -1;
 	}
-	r->progress(&p, r->progress_arg);
+	return progress_send(r, &p, err);
 }
 
 int registry_fetch_blobs(struct registry *r, struct oci_store *st, const struct oci_desc *blobs,
@@ -707,8 +735,7 @@ int registry_fetch_blobs(struct registry *r, struct oci_store *st, const struct 
 {
 	struct xfer *xs = calloc(n ? n : 1, sizeof(*xs));
 	CURLM *multi = curl_multi_init();
-	uint64_t have_bytes = 0, total = 0, last = 0;
-	unsigned have = 0;
+	uint64_t last = 0;
 	size_t remaining = 0;
 	int rc = -1;
 
@@ -717,13 +744,9 @@ int registry_fetch_blobs(struct registry *r, struct oci_store *st, const struct 
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		total += (uint64_t)blobs[i].size;
 		xs[i].fd = -1;
-		if (store_blob_has(st, blobs[i].digest, blobs[i].size)) {
-			have_bytes += (uint64_t)blobs[i].size;
-			have++;
+		if (store_blob_has(st, blobs[i].digest, blobs[i].size))
 			continue;
-		}
 		xs[i].r = r;
 		xs[i].st = st;
 		xs[i].d = &blobs[i];
@@ -774,11 +797,13 @@ int registry_fetch_blobs(struct registry *r, struct oci_store *st, const struct 
 			if (what == 0)
 				remaining--;
 		}
-		fetch_progress(r, xs, n, have_bytes, total, have, &last, false);
+		if (fetch_progress(r, blobs, xs, n, &last, false, err) < 0)
+			goto out;
 		if (remaining)
 			curl_multi_poll(multi, NULL, 0, (int)wait, NULL);
 	}
-	fetch_progress(r, xs, n, have_bytes, total, have, &last, true);
+	if (fetch_progress(r, blobs, xs, n, &last, true, err) < 0)
+		goto out;
 	rc = 0;
 out:
 	for (size_t i = 0; xs && i < n; i++)

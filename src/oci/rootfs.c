@@ -52,15 +52,16 @@ static int layer_fail(struct build *b, size_t i, const char *entry, sm_code code
 	return -1;
 }
 
-static void build_progress(struct build *b, uint64_t raw, bool force)
+/* Reports the tar bytes read; -1 when the callback asks to cancel. */
+static int build_progress(struct build *b, uint64_t raw, bool force)
 {
 	struct oci_progress p = { .phase = "building", .bytes_done = raw,
 				  .layers_total = (unsigned)b->n };
 
 	if (!b->progress || (!force && raw - b->progress_last < (8u << 20)))
-		return;
+		return 0;
 	b->progress_last = raw;
-	b->progress(&p, b->progress_arg);
+	return b->progress(&p, b->progress_arg) ? -1 : 0;
 }
 
 /* ---- pass 1 ---- */
@@ -126,7 +127,10 @@ static int scan_layer(struct build *b, size_t i, sm_error **err)
 		    (file && scan_data(b, &r, file, &w) < 0))
 			goto fail_entry;
 		b->st.entries++;
-		build_progress(b, b->raw_total + r.raw_bytes, false);
+		if (build_progress(b, b->raw_total + r.raw_bytes, false) < 0) {
+			layer_close(&r);
+			return sm_error_set(err, SM_E_CANCELED, 0, "building the root filesystem: canceled"), -1;
+		}
 	}
 	if (l->diff_id) {
 		if (layer_finish_hash(&r, got, &w) < 0)
@@ -504,7 +508,7 @@ int oci_rootfs_write(const struct oci_layer_src *layers, size_t n, const char *o
 			b->st.image_bytes = (uint64_t)s.st_size;
 		if (stats)
 			*stats = b->st;
-		build_progress(b, b->raw_total, true);
+		(void)build_progress(b, b->raw_total, true); /* built: too late to cancel */
 	}
 out:
 	if (rc < 0 && tmp)

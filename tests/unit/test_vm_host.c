@@ -56,17 +56,17 @@ Test(vm_host, volume_parse)
 	sm_volume v;
 	sm_error *err = NULL;
 
-	cr_assert(vm_volume_parse("/h/vol.ext4:/data", buf, sizeof(buf), &v, &err) == 0);
+	cr_assert(sm_volume_parse("/h/vol.ext4:/data", buf, sizeof(buf), &v, &err) == 0);
 	cr_expect_str_eq(v.host_path, "/h/vol.ext4");
 	cr_expect_str_eq(v.guest_path, "/data");
 	cr_expect_eq(v.size_bytes, 0);
-	cr_assert(vm_volume_parse("vol:/var/lib/db:2G", buf, sizeof(buf), &v, &err) == 0);
+	cr_assert(sm_volume_parse("vol:/var/lib/db:2G", buf, sizeof(buf), &v, &err) == 0);
 	cr_expect_str_eq(v.guest_path, "/var/lib/db");
 	cr_expect_eq(v.size_bytes, 2ull << 30);
 
 	static const char *const bad[] = { "novolume", ":/data", "vol:data", "vol:/data:lots", "vol:/data:1K" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		cr_expect(vm_volume_parse(bad[i], buf, sizeof(buf), &v, &err) < 0, "'%s' accepted", bad[i]);
+		cr_expect(sm_volume_parse(bad[i], buf, sizeof(buf), &v, &err) < 0, "'%s' accepted", bad[i]);
 		cr_expect(err && strstr(sm_error_string(err), bad[i]), "error does not name '%s'", bad[i]);
 		cr_expect_eq(sm_error_code(err), SM_E_INVALID);
 		sm_error_free(err);

@@ -162,7 +162,7 @@ static void bake_service(void)
 	static const char *const w1[] = { "sh", "-c", "cat /proc/sys/kernel/random/boot_id > /tmp/bootid-at-bake", NULL };
 	static const char *const w2[] = { "sh", "-c", "busybox head -c 64 /dev/urandom > /dev/null", NULL };
 	static const char *const *const warm[] = { w1, w2, NULL };
-	sm_bake_config c = { .vm = { .workload = wl }, .trigger = SM_BAKE_AFTER_MS, .trigger_value = 1000,
+	sm_bake_config c = { .vm = &(sm_vm_config){ .workload = wl }, .trigger = SM_BAKE_AFTER_MS, .trigger_value = 1000,
 			     .warmup = warm,
 			     .warmup_opaque = "while [ ! -s " WL_FILE " ]; do sleep 0.1; done" };
 

@@ -193,7 +193,7 @@ Test(mounts, operations_policies_and_escapes)
 		{ .host_dir = path_of("follow"), .guest_path = "/mnt/follow", .symlinks = SM_SYMLINKS_FOLLOW },
 		{ .host_dir = path_of("hand"), .tag = "byhand" },
 	};
-	sm_vm_config cfg = { .mounts = ms, .nmounts = 5 };
+	sm_vm_config cfg = { .size = sizeof(cfg), .mounts = ms, .nmounts = 5 };
 	sm_error *err = NULL;
 	char target[256] = { 0 }, *out;
 	struct stat st;
@@ -243,7 +243,8 @@ Test(mounts, kept_across_snapshot_and_restore)
 {
 	sm_mount m = { .host_dir = path_of("rw"), .guest_path = "/mnt/rw" };
 	sm_mount other = { .host_dir = path_of("ro"), .guest_path = "/mnt/rw" };
-	sm_vm_config cfg = { .mounts = &m, .nmounts = 1 }, again = { .mounts = &other, .nmounts = 1 };
+	sm_vm_config cfg = { .size = sizeof(cfg), .mounts = &m, .nmounts = 1 },
+		     again = { .size = sizeof(again), .mounts = &other, .nmounts = 1 };
 	sm_error *err = NULL;
 	char snap[4300], *out;
 	sm_vm *vm = sm_vm_start(IMAGE, &cfg, &err), *clone;
@@ -330,7 +331,7 @@ Test(mounts, bad_configs_refused_before_start)
 
 	sm_mount dup[] = { { .host_dir = path_of("rw"), .guest_path = "/a", .tag = "same" },
 			   { .host_dir = path_of("ro"), .guest_path = "/b", .tag = "same" } };
-	sm_vm_config cfg = { .mounts = dup, .nmounts = 2 };
+	sm_vm_config cfg = { .size = sizeof(cfg), .mounts = dup, .nmounts = 2 };
 	sm_error *e = NULL;
 	cr_expect_null(sm_vm_start(IMAGE, &cfg, &e));
 	cr_expect(e && strstr(sm_error_string(e), "tag 'same' is already mount 0's"), "%s", e ? sm_error_string(e) : "");

@@ -48,7 +48,7 @@ static void setup(void)
 	snprintf(IMAGE, sizeof(IMAGE), "oci:%s/layout:base", fx_images());
 	fx_shared_store("pooltest", IMAGE, shared, sizeof(shared));
 	sm_error *e = NULL;
-	int rc = sm_bake(IMAGE, SNAP, &(sm_bake_config){ .vm = { .vcpus = 1 } }, &e);
+	int rc = sm_bake(IMAGE, SNAP, &(sm_bake_config){ .vm = &(sm_vm_config){ .vcpus = 1 } }, &e);
 	cr_assert(rc >= 0, "bake: %s", e ? sm_error_string(e) : "?");
 }
 

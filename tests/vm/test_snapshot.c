@@ -134,7 +134,7 @@ static void progress(const char *step, bool done, uint64_t us, void *opaque)
 static void bake(const char *name, unsigned vcpus, const char *const *const *warmup, const sm_volume *vols,
 		 size_t nvols, const char *const *workload, sm_bake_trigger trig, uint32_t value)
 {
-	sm_bake_config c = { .vm = { .vcpus = vcpus, .volumes = vols, .nvolumes = nvols, .workload = workload },
+	sm_bake_config c = { .vm = &(sm_vm_config){ .vcpus = vcpus, .volumes = vols, .nvolumes = nvols, .workload = workload },
 			     .trigger = trig, .trigger_value = value, .warmup = warmup,
 			     .progress = progress, .progress_opaque = (void *)name };
 	sm_error *err = NULL;

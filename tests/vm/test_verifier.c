@@ -109,7 +109,7 @@ static void bake(void)
 {
 	static const char *const warm[] = { "sh", "-c", WARMUP, NULL };
 	static const char *const *const warmup[] = { warm, NULL };
-	sm_bake_config c = { .vm = { .memory_mib = MEMORY_MIB, .vcpus = 1 },
+	sm_bake_config c = { .vm = &(sm_vm_config){ .memory_mib = MEMORY_MIB, .vcpus = 1 },
 			     .warmup = warmup, .warmup_tag = "gcc-hello-1",
 			     .progress = progress };
 	sm_error *err = NULL;
