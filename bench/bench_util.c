@@ -96,14 +96,18 @@ void bench_proc_mem(pid_t pid, struct bench_mem *m)
 	f = fopen(path, "re");
 	if (!f)
 		return;
+	m->pss_anon = -1;
 	while (fgets(line, sizeof(line), f)) {
 		if (sscanf(line, "Rss: %llu kB", &v) == 1)
 			m->rss = (double)v;
 		else if (sscanf(line, "Pss: %llu kB", &v) == 1)
 			m->pss = (double)v;
-		else if (sscanf(line, "Private_Clean: %llu kB", &v) == 1 ||
-			 sscanf(line, "Private_Dirty: %llu kB", &v) == 1)
+		else if (sscanf(line, "Pss_Anon: %llu kB", &v) == 1)
+			m->pss_anon = (double)v;
+		else if (sscanf(line, "Private_Clean: %llu kB", &v) == 1)
 			m->uss += (double)v;
+		else if (sscanf(line, "Private_Dirty: %llu kB", &v) == 1)
+			m->uss += (double)v, m->private_dirty = (double)v;
 	}
 	fclose(f);
 }

@@ -24,9 +24,11 @@ int bench_cmp_double(const void *a, const void *b);
 double bench_pct(double *v, size_t n, double p);
 
 /* A process's memory in KiB from /proc/PID/smaps_rollup; USS is
- * Private_Clean + Private_Dirty. All 0 when the process is gone. */
+ * Private_Clean + Private_Dirty; pss_anon is Pss_Anon (its anonymous
+ * memory: heap, stacks, pages copied from a private file mapping; -1 on a
+ * kernel without the field). All 0 when the process is gone. */
 struct bench_mem {
-	double rss, pss, uss;
+	double rss, pss, uss, private_dirty, pss_anon;
 };
 void bench_proc_mem(pid_t pid, struct bench_mem *m);
 

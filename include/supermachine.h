@@ -333,8 +333,8 @@ typedef struct sm_vm_config {
 	uint32_t boot_timeout_ms;  /* agent must answer by then; 0 = 120000 */
 	/*
 	 * The VM outlives this process (`run -d`). Otherwise its worker is
-	 * killed when the thread that called sm_vm_start() exits
-	 * (PR_SET_PDEATHSIG), so start VMs from a long-lived thread.
+	 * killed when this process ends, however it ends; any thread may
+	 * start it, and that thread may exit before the VM does.
 	 */
 	bool detached;
 	const char *label;         /* shown by `supermachine ps`; NULL = the image name */
@@ -581,9 +581,8 @@ int sm_bake(const char *image, const char *name_or_dir, const sm_bake_config *cf
  * time (its owner's).
  *
  * Workers are restored, reset and stopped by the pool's own threads
- * (at most 8), never on the caller's: a worker dies with the thread that
- * spawned it, and these live as long as the pool. A warm acquire is a
- * mutex, a list pop and a poll() of the worker's pidfd.
+ * (at most 8), never on the caller's time. A warm acquire is a mutex, a
+ * list pop and a poll() of the worker's pidfd.
  */
 typedef struct sm_pool sm_pool;
 

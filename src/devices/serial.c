@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "vmm/snapshot.h"
+#include "base/snapshot.h"
 
 /* registers (offset from the base port) */
 #define UART_RBR_THR 0

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 uint64_t agent_now_ns(void)
 {

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "lib/config.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/vm_mount.h"
 #include "oci/oci.h"
 

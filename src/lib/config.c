@@ -10,7 +10,7 @@
 
 #include <string.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 /* The size of a struct up to and including member: its first layout's, fixed for good. */
 #define SIZE_TO(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))

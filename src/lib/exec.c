@@ -25,8 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "base/strv.h"
-#include "lib/error.h"
 
 #define SEND_WINDOW (256u << 10)
 

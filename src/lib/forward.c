@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/log.h"
 #include "lib/vm.h"
 

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 /* One newc entry: header, name, padding, data, padding (the kernel's 4-byte alignment). */
 static void cpio_entry(struct proto_buf *b, uint32_t ino, uint32_t mode, uint32_t nlink, const char *name,

@@ -18,9 +18,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "base/fsutil.h"
 #include "lib/assets.h"
-#include "lib/error.h"
 #include "lib/vm.h"
 #include "oci/oci.h"
 

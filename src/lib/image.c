@@ -1,4 +1,8 @@
 /*
+ * What an image name starts: sm_vm_start() restores a baked snapshot of
+ * that name, else boots the image (vm.c). It sits above both, so vm.c
+ * never calls into the snapshot code.
+ *
  * sm_image: a baked snapshot opened once, from which VMs start one at a
  * time (sm_image_start), from a caller's pool (sm_image_pool), or from the
  * image's own pool (sm_image_acquire), made on first use.
@@ -10,7 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
+#include "lib/config.h"
 #include "lib/snapshot.h"
 
 struct sm_image {
@@ -21,6 +26,18 @@ struct sm_image {
 
 /* The image's own pool: grows on demand up to one VM per host CPU, never kept warm beyond use. */
 #define IMAGE_POOL_MAX_CAP 64u
+
+sm_vm *sm_vm_start(const char *image, const sm_vm_config *cfg, sm_error **err)
+{
+	sm_vm_config c;
+
+	if (vm_config_copy(&c, cfg, err) < 0)
+		return NULL;
+	/* a baked snapshot of that name: restore it instead of booting */
+	if (image && sm_snapshot_exists(image))
+		return sm_vm_restore(image, &c, err);
+	return vm_boot(image, &c, err);
+}
 
 sm_image *sm_image_open(const char *name_or_dir, sm_error **err)
 {

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "lib/config.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/snapshot.h"
 #include "oci/oci.h"
 

@@ -1,14 +1,16 @@
 /*
  * sm_pool: warm VMs restored from one snapshot (include/supermachine.h).
  *
- * Every worker is spawned by one of the pool's own threads, never by a
- * caller's: a worker dies with the thread that forked it
- * (PR_SET_PDEATHSIG), and the pool's threads live exactly as long as the
- * pool. The same threads reset released VMs, stop evicted and dead ones,
- * and one of them (the janitor, thread 0) wakes periodically to evict
- * idle VMs and to notice idle workers that died. Callers only ever pop
- * and push lists under the mutex, so a warm acquire costs a lock, a list
- * pop and one poll() of the worker's pidfd.
+ * The pool's own threads restore VMs, reset released ones and stop
+ * evicted and dead ones, so that none of this runs on a caller's time;
+ * one of them (the janitor, thread 0) wakes periodically to evict idle
+ * VMs and to notice idle workers that died. Callers only ever pop and
+ * push lists under the mutex, so a warm acquire costs a lock, a list pop
+ * and one poll() of the worker's pidfd.
+ *
+ * A pooled VM is of the pool's kind (struct vm_kind, vm.h): sm_vm_free()
+ * gives it back, sm_vm_reset() resets it as the restored VM it was. It
+ * gets its kind back before the pool stops and frees it.
  *
  * Memory: the pool is reference counted (its owner, each VM handed out,
  * each acquire in progress), so sm_pool_release() of a VM that outlived
@@ -27,7 +29,7 @@
 #include <time.h>
 
 #include "lib/config.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/log.h"
 
 #define POOL_DEFAULT_MAX 4u
@@ -45,6 +47,7 @@
 struct pool_slot {
 	struct sm_pool *pool;
 	struct sm_vm *vm;
+	const struct vm_kind *kind; /* the VM's own, while it is of the pool's */
 	struct pool_slot *prev, *next;
 	uint64_t idle_since_ns;
 };
@@ -144,6 +147,35 @@ static struct pool_slot *list_pop_head(struct pool_list *l)
 	return s;
 }
 
+/* ---- the pooled kind of VM ---- */
+
+static int pool_vm_reset(struct sm_vm *vm, sm_error **err)
+{
+	const struct pool_slot *s = vm->kind_data;
+
+	return s->kind->reset(vm, err);
+}
+
+static const struct vm_kind pool_vm_kind = { .free = sm_pool_release, .reset = pool_vm_reset };
+
+static void pool_vm_adopt(struct pool_slot *s, struct sm_vm *vm)
+{
+	s->vm = vm;
+	s->kind = vm->kind;
+	vm->kind = &pool_vm_kind;
+	vm->kind_data = s;
+}
+
+/* The VM is its own kind again: sm_vm_free() frees it. */
+static struct sm_vm *pool_vm_disown(struct pool_slot *s)
+{
+	struct sm_vm *vm = s->vm;
+
+	vm->kind = s->kind;
+	vm->kind_data = NULL;
+	return vm;
+}
+
 /* VMs that exist or are coming: what max bounds. */
 static unsigned pool_live(const struct sm_pool *p)
 {
@@ -173,9 +205,9 @@ static void pool_bury(struct sm_pool *p, struct pool_slot *s)
  */
 static void pool_vm_destroy(struct sm_pool *p, struct pool_slot *s)
 {
-	struct sm_vm *vm = s->vm;
+	struct sm_vm *vm = pool_vm_disown(s);
+	bool stuck = false;
 
-	vm->pool_slot = NULL;
 	if (p->vm_cfg.nvolumes) {
 		sm_vm_stop(vm, 0, NULL);
 	} else if (sm_vm_running(vm)) {
@@ -183,14 +215,16 @@ static void pool_vm_destroy(struct sm_pool *p, struct pool_slot *s)
 		if (vm->pidfd >= 0) {
 			struct pollfd pfd = { .fd = vm->pidfd, .events = POLLIN };
 			if (poll(&pfd, 1, POOL_DESTROY_WAIT_MS) == 0) {
-				/* killed already: sm_vm_free's polite stop would only wait more */
 				log_warn("pool of '%s': VM %s: its worker %d has not exited %d ms after SIGKILL",
 					 p->name, vm->id, (int)vm->pid, POOL_DESTROY_WAIT_MS);
-				vm->detached = true;
+				stuck = true;
 			}
 		}
 	}
-	sm_vm_free(vm); /* reaps the worker and removes its runtime directory */
+	if (stuck)
+		vm_destroy(vm); /* killed already: sm_vm_free's polite stop would only wait more */
+	else
+		sm_vm_free(vm); /* reaps the worker and removes its runtime directory */
 	free(s);
 }
 
@@ -267,8 +301,7 @@ static void pool_spawn(struct sm_pool *p)
 	p->retry_at_ns = 0;
 	p->spawned++;
 	s->pool = p;
-	s->vm = vm;
-	vm->pool_slot = s;
+	pool_vm_adopt(s, vm);
 	if (p->closing)
 		pool_bury(p, s);
 	else
@@ -616,12 +649,12 @@ void sm_pool_release(sm_vm *vm)
 
 	if (!vm)
 		return;
-	s = vm->pool_slot;
-	if (!s) {
+	if (vm->kind != &pool_vm_kind) {
 		/* never freed here: the caller may still own it through sm_vm_start() */
 		log_warn("sm_pool_release: VM %s does not belong to a pool", vm->id);
 		return;
 	}
+	s = vm->kind_data;
 	p = s->pool;
 	alive = !pool_vm_dead(vm); /* on the owner's thread: the host's view only, no guest round trip */
 	pthread_mutex_lock(&p->lock);
@@ -629,8 +662,7 @@ void sm_pool_release(sm_vm *vm)
 	if (p->closing) {
 		/* sm_pool_free() already stopped it (and said so): free it here, it is ours */
 		pthread_mutex_unlock(&p->lock);
-		vm->pool_slot = NULL;
-		sm_vm_free(vm);
+		sm_vm_free(pool_vm_disown(s));
 		free(s);
 		pthread_mutex_lock(&p->lock);
 	} else if (!alive) {
@@ -738,8 +770,3 @@ void sm_pool_free(sm_pool *p)
 	pool_unref_unlock(p);
 }
 
-/* sm_vm_free() of a pooled VM (vm.c): the same as giving it back. */
-void pool_vm_free(struct sm_vm *vm)
-{
-	sm_pool_release(vm);
-}

@@ -21,7 +21,7 @@
 
 #include "base/fsutil.h"
 #include "lib/config.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/hostcheck.h"
 #include "lib/log.h"
 #include "lib/vm_mount.h"
@@ -318,14 +318,6 @@ static int restore_resume(struct sm_vm *vm, uint32_t timeout_ms, const char *dur
 
 /* ---- capture ---- */
 
-int snapshot_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_error **err)
-{
-	char path[VM_PATH_MAX + 16];
-
-	snprintf(path, sizeof(path), "%s/" SNAPMETA_BOOT_FILE, vm->dir);
-	return snapmeta_write(path, m, true, err);
-}
-
 /* "target=N" from the worker's `balloon` reply. */
 static uint32_t balloon_target(struct sm_vm *vm)
 {
@@ -564,7 +556,7 @@ static int restore_record(struct sm_vm *vm, const struct snap_meta *m, const sm_
 	}
 	rc = vm_record_meta(vm, label, (const char *const *)cmd, cfg->detached, err);
 	free(cmd);
-	return rc < 0 ? -1 : snapshot_boot_record(vm, m, err);
+	return rc < 0 ? -1 : vm_write_boot_record(vm, m, err);
 }
 
 static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_paths *assets,
@@ -592,7 +584,6 @@ static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_
 	    restore_balloon(vm, err) < 0)
 		goto out;
 	vm->image_cmd = snapmeta_image_command(m);
-	vm->restored = true;
 	rc = 0;
 out:
 	free(a);
@@ -613,7 +604,7 @@ sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *given, sm_erro
 		sm_error_set(err, SM_E_NOMEM, 0, "restore");
 		goto fail;
 	}
-	vm->detached = cfg->detached;
+	vm->kind = cfg->detached ? &vm_kind_restored_detached : &vm_kind_restored;
 	vm->remove = !cfg->detached;
 	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0 ||
 	    vm_assets_find(cfg->assets, &assets, err) < 0 || snapshot_check(dir, &assets, m, err) < 0)
@@ -633,13 +624,11 @@ fail:
 	return NULL;
 }
 
-int sm_vm_reset(sm_vm *vm, sm_error **err)
+/* sm_vm_reset() of a restored VM: the worker reloads its snapshot in place. */
+static int snapshot_reset(struct sm_vm *vm, sm_error **err)
 {
 	char reply[256];
 
-	if (!vm->restored)
-		return sm_error_set(err, SM_E_INVALID, 0, "VM %s was booted, not restored: nothing to reset to",
-				    vm->id), -1;
 	if (vm_check(vm, "reset", err) < 0)
 		return -1;
 	if (vm_control_timeout(vm, WORKER_CTL_RESET, reply, sizeof(reply), SNAP_RESET_TIMEOUT_MS, err) < 0)
@@ -648,6 +637,9 @@ int sm_vm_reset(sm_vm *vm, sm_error **err)
 		return -1;
 	return restore_balloon(vm, err);
 }
+
+const struct vm_kind vm_kind_restored = { .free = vm_stop_and_destroy, .reset = snapshot_reset };
+const struct vm_kind vm_kind_restored_detached = { .free = vm_destroy, .reset = snapshot_reset };
 
 /* ---- removal ---- */
 

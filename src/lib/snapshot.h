@@ -132,7 +132,9 @@ struct snapshot_extra {
 int snapshot_capture(struct sm_vm *vm, const char *dir, const struct snapshot_extra *extra, bool replace,
 		     sm_error **err);
 
-/* boot.json for a VM being started (vm.c): m describes how it boots. */
-int snapshot_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_error **err);
+/* ---- restored VMs (snapshot.c) ---- */
+
+/* Restored by sm_vm_restore(): reset reloads the snapshot; freed, stopped (or, detached, left running). */
+extern const struct vm_kind vm_kind_restored, vm_kind_restored_detached;
 
 #endif

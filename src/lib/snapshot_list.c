@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/snapshot.h"
 
 struct sm_snapshot_info {

@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "base/fsutil.h"
 #include "base/sha256.h"
-#include "lib/error.h"
 #include "lib/vm_mount.h"
 
 /* ---- field checks ---- */

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -25,8 +24,9 @@
 #include <unistd.h>
 
 #include "lib/config.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/hostcheck.h"
+#include "lib/launcher.h"
 #include "lib/exec.h"
 #include "lib/guestcfg.h"
 #include "lib/snapshot.h"
@@ -408,35 +408,6 @@ static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_confi
 	return guestcfg_write_initrd(p->assets.initramfs, &pc, p->initrd, err);
 }
 
-/* Runs in the child between fork and exec: async-signal-safe calls only. */
-static void vm_child(const char *log, char *const argv[], pid_t parent, bool detached)
-{
-	sigset_t none;
-	int fd;
-
-	if (detached) {
-		setsid(); /* no terminal signals from the shell that ran `run -d` */
-	} else {
-		/* die with the thread that started us, so no VM outlives the program */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-	}
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	fd = open("/dev/null", O_RDONLY);
-	if (fd >= 0)
-		dup2(fd, STDIN_FILENO);
-	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-	}
-	execv(argv[0], argv);
-	_exit(127);
-}
-
 static unsigned vm_vcpus(const sm_vm_config *cfg)
 {
 	return cfg->vcpus ? cfg->vcpus : (cfg->profile == SM_PROFILE_THROUGHPUT ? VM_THROUGHPUT_VCPUS : 1u);
@@ -478,16 +449,12 @@ int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char 
 static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err)
 {
 	char log[VM_PATH_MAX + 16];
-	pid_t parent = getpid();
+	struct launch l = { .argv = argv, .log = log, .detached = detached };
 
 	snprintf(log, sizeof(log), "%s/worker.log", vm->dir);
-	vm->pid = fork();
-	if (vm->pid < 0)
-		return sm_error_set(err, SM_E_IO, errno, "start the worker %s", argv[0]), -1;
-	if (vm->pid == 0)
-		vm_child(log, (char *const *)argv, parent, detached);
+	if (launcher_spawn(&l, &vm->pid, &vm->pidfd, err) < 0)
+		return -1;
 	vm->owned = true;
-	vm->pidfd = (int)syscall(SYS_pidfd_open, vm->pid, 0);
 	return 0;
 }
 
@@ -515,6 +482,14 @@ int vm_record_meta(struct sm_vm *vm, const char *label, const char *const *comma
 static const char *const *vm_workload(const struct sm_vm *vm, const sm_vm_config *cfg)
 {
 	return cfg->workload ? cfg->workload : (cfg->image_workload ? (const char *const *)vm->image_cmd : NULL);
+}
+
+int vm_write_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_error **err)
+{
+	char path[VM_PATH_MAX + 16];
+
+	snprintf(path, sizeof(path), "%s/" SNAPMETA_BOOT_FILE, vm->dir);
+	return snapmeta_write(path, m, true, err);
 }
 
 /* boot.json: what a capture of this VM records (src/lib/snapshot.h). */
@@ -549,7 +524,7 @@ static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm
 	m->workload = wl ? snapmeta_strv(wl) : NULL;
 	m->mounts = vm_mounts_json(&p->mounts, true);
 	if (m->mounts)
-		rc = snapshot_boot_record(vm, m, err);
+		rc = vm_write_boot_record(vm, m, err);
 	else
 		sm_error_set(err, SM_E_NOMEM, 0, "boot record");
 	snapmeta_release(m);
@@ -617,21 +592,11 @@ struct sm_vm *vm_alloc(void)
 {
 	struct sm_vm *vm = calloc(1, sizeof(*vm));
 
-	if (vm)
+	if (vm) {
 		vm->pidfd = -1;
+		vm->kind = &vm_kind_booted;
+	}
 	return vm;
-}
-
-sm_vm *sm_vm_start(const char *image, const sm_vm_config *cfg, sm_error **err)
-{
-	sm_vm_config c;
-
-	if (vm_config_copy(&c, cfg, err) < 0)
-		return NULL;
-	/* a baked snapshot of that name: restore it instead of booting */
-	if (image && sm_snapshot_exists(image))
-		return sm_vm_restore(image, &c, err);
-	return vm_boot(image, &c, err);
 }
 
 struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err)
@@ -651,7 +616,7 @@ struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err
 		goto fail;
 	}
 	p->image_label = image;
-	vm->detached = cfg->detached;
+	vm->kind = cfg->detached ? &vm_kind_detached : &vm_kind_booted;
 	vm->remove = !cfg->detached;
 	if (vm_assets_find(cfg->assets, &p->assets, err) < 0 || vm_plan_image(p, vm, image, err) < 0 ||
 	    vm_plan_volumes(p, vm, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 || vm_runtime_create(vm, err) < 0)
@@ -681,9 +646,8 @@ void vm_discard(struct sm_vm *vm)
 {
 	if (!vm)
 		return;
-	vm->detached = false; /* a VM that never came up is never left behind */
-	vm->remove = true;
-	sm_vm_free(vm);
+	vm->remove = true; /* a VM that never came up is never left behind, detached or not */
+	vm_stop_and_destroy(vm);
 }
 
 sm_vm *sm_vm_attach(const char *id, sm_error **err)
@@ -693,10 +657,10 @@ sm_vm *sm_vm_attach(const char *id, sm_error **err)
 
 	if (!vm)
 		return sm_error_set(err, SM_E_NOMEM, 0, "attach"), NULL;
+	vm->kind = &vm_kind_detached;
 	if (vm_runtime_open(vm, id, err) < 0 || vm_meta_read(vm->dir, &m, err) < 0)
 		goto fail;
 	vm->pid = m.pid;
-	vm->detached = true;
 	if (m.console[0])
 		snprintf(vm->console, sizeof(vm->console), "%s", m.console);
 	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0)
@@ -757,16 +721,8 @@ int sm_vm_stop(sm_vm *vm, uint32_t grace_ms, sm_error **err)
 	return 0;
 }
 
-void sm_vm_free(sm_vm *vm)
+void vm_destroy(struct sm_vm *vm)
 {
-	if (!vm)
-		return;
-	if (vm->pool_slot) {
-		pool_vm_free(vm);
-		return;
-	}
-	if (!vm->detached && vm->pid > 0 && sm_vm_running(vm))
-		sm_vm_stop(vm, 0, NULL);
 	if (vm->remove)
 		vm_runtime_remove(vm);
 	if (vm->pidfd >= 0)
@@ -775,6 +731,34 @@ void sm_vm_free(sm_vm *vm)
 	strv_free(vm->volumes);
 	free(vm);
 }
+
+void vm_stop_and_destroy(struct sm_vm *vm)
+{
+	if (vm->pid > 0 && sm_vm_running(vm))
+		sm_vm_stop(vm, 0, NULL);
+	vm_destroy(vm);
+}
+
+void sm_vm_free(sm_vm *vm)
+{
+	if (vm)
+		vm->kind->free(vm);
+}
+
+int sm_vm_reset(sm_vm *vm, sm_error **err)
+{
+	return vm->kind->reset(vm, err);
+}
+
+/* ---- the kinds vm.c makes ---- */
+
+static int vm_reset_booted(struct sm_vm *vm, sm_error **err)
+{
+	return sm_error_set(err, SM_E_INVALID, 0, "VM %s was booted, not restored: nothing to reset to", vm->id), -1;
+}
+
+const struct vm_kind vm_kind_booted = { .free = vm_stop_and_destroy, .reset = vm_reset_booted };
+const struct vm_kind vm_kind_detached = { .free = vm_destroy, .reset = vm_reset_booted };
 
 /* ---- talking to it ---- */
 

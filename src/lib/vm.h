@@ -33,7 +33,6 @@ struct sm_vm {
 	pid_t pid;                  /* the worker */
 	int pidfd;                  /* -1 when pidfd_open is unavailable */
 	bool owned;                 /* our child: we reap it */
-	bool detached;              /* outlives us: free() leaves it running */
 	bool remove;                /* free() removes the runtime directory (not detached, or stopped) */
 	bool exited;
 	int exit_status;            /* worker status (enum worker_status, src/proto/worker.h) once exited */
@@ -41,10 +40,29 @@ struct sm_vm {
 	char **image_cmd;           /* the image's Entrypoint+Cmd */
 	char **volumes;             /* host paths to fsync on a clean stop */
 	unsigned nvolumes;
-	bool restored;              /* started from a snapshot: sm_vm_reset() works */
 	uint32_t balloon_target;    /* pages, from the snapshot: applied after each restore and reset */
-	struct pool_slot *pool_slot; /* a pooled VM's place in its sm_pool (pool.c), else NULL */
+	const struct vm_kind *kind; /* booted, restored, detached, pooled: what free and reset do */
+	void *kind_data;            /* the kind's own (a pooled VM's place in its pool), else NULL */
 };
+
+/*
+ * What differs between the kinds of VM. Each file that makes a kind
+ * defines its table: vm.c booted and detached (started detached, or
+ * attached), snapshot.c restored (detached or not), pool.c pooled. So
+ * sm_vm_free() and sm_vm_reset() ask the VM's kind instead of testing
+ * flags that only the snapshot or pool code understands.
+ */
+struct vm_kind {
+	/* sm_vm_free(): vm_stop_and_destroy(), vm_destroy(), or back to its pool */
+	void (*free)(struct sm_vm *vm);
+	/* sm_vm_reset(): back to its snapshot, or SM_E_INVALID */
+	int (*reset)(struct sm_vm *vm, sm_error **err);
+};
+
+/* Booted by sm_vm_start(): stopped when freed; nothing to reset to. */
+extern const struct vm_kind vm_kind_booted;
+/* Booted detached, or attached (sm_vm_attach): freeing it leaves the worker running. */
+extern const struct vm_kind vm_kind_detached;
 
 /* ---- assets (vm_assets.c) ---- */
 
@@ -93,13 +111,21 @@ int vm_control_timeout(const struct sm_vm *vm, const char *req, char *reply, siz
 
 /* ---- the worker process (vm.c), shared with snapshot.c ---- */
 
+/* A VM of kind vm_kind_booted until its maker says otherwise. */
 struct sm_vm *vm_alloc(void);
-/* Frees a VM that failed to come up: stopped and removed even when it was to be detached. */
+/* Frees a VM that failed to come up: stopped and removed whatever its kind. */
 void vm_discard(struct sm_vm *vm);
+/* Stops the worker if it runs, then vm_destroy(): the free of VMs that die with their sm_vm. */
+void vm_stop_and_destroy(struct sm_vm *vm);
+/* Frees vm, leaving its worker as it is; its runtime directory goes when vm->remove says so. */
+void vm_destroy(struct sm_vm *vm);
 /* sm_vm_start() without the snapshot lookup: always a cold boot of image. */
 struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err);
-/* Forks and execs argv (argv[0]: the worker) with its output in DIR/worker.log. */
-/* Starts vm's worker (the binary exe) as l describes: the one place a worker's command line is made. */
+/*
+ * Starts vm's worker (the binary exe) as l describes, with its output in
+ * DIR/worker.log, through the launcher (launcher.h): the one place a
+ * worker's command line is made.
+ */
 int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char *exe, bool detached,
 		    sm_error **err);
 /* Writes meta.json for `ps`; command may be NULL. */
@@ -111,13 +137,13 @@ bool vm_wait_exit(struct sm_vm *vm, int ms);
 ssize_t vm_file_tail(const char *path, char *buf, size_t cap);
 /* The workload's exit status as init logged it on the console (128+N: signal N); -1 when it did not. */
 int vm_console_workload_status(const char *console);
+struct snap_meta;
+/* boot.json in the runtime directory: what a capture of vm records (src/lib/snapshot.h). */
+int vm_write_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_error **err);
 /* SM_E_VM_DIED when the worker is gone (with its last log line), else 0. */
 int vm_check(struct sm_vm *vm, const char *during, sm_error **err);
 /* After a failed call: the worker's death, if it died, else err wrapped with during. */
 int vm_failed(struct sm_vm *vm, const char *during, sm_error **err);
-
-/* sm_vm_free() of a pooled VM (pool.c): it goes back to its pool instead. */
-void pool_vm_free(struct sm_vm *vm);
 
 /* "SIGTERM", "TERM" or "15" as a signal number; 0 when unknown. */
 int vm_signal_parse(const char *s);

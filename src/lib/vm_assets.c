@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #ifndef SM_INSTALL_DATADIR
 #define SM_INSTALL_DATADIR "/usr/local/share/supermachine"

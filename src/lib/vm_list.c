@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 /* How far back in the console init's line about the workload's end is looked for. */
 #define VM_CONSOLE_TAIL 8192

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 /* the public limits are the worker's (the public header cannot include the contract) */
 _Static_assert(SM_MAX_MOUNTS == WORKER_MAX_MOUNTS, "SM_MAX_MOUNTS is the worker's");

@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "base/fsutil.h"
-#include "lib/error.h"
 
 /* dir/name into out; lengths were bounded by vm_runtime_base(), so a cut means a bug: empty path. */
 static void runtime_join(char *out, size_t len, const char *dir, const char *name)

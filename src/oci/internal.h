@@ -9,10 +9,10 @@
 
 #include <jansson.h>
 
+#include "base/error.h"
 #include "base/fsutil.h"
 #include "base/sha256.h"
 #include "base/strv.h"
-#include "lib/error.h"
 #include "oci/oci.h"
 
 /* Limits on what hostile input may make us hold in memory. */

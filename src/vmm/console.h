@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <termios.h>
 
+#include "base/log.h"
 #include "devices/serial.h"
-#include "vmm/log.h"
 
 struct vm;
 

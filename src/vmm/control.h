@@ -9,8 +9,8 @@
 
 #include <stddef.h>
 
+#include "base/log.h"
 #include "proto/worker.h"
-#include "vmm/log.h"
 
 struct vm;
 struct control;

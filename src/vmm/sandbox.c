@@ -36,13 +36,19 @@ static const char *const socket_syscalls[] = {
 };
 
 /*
- * Snapshots on request: the state and memory files are created as
- * DIR/name.tmp (openat, only with the writer's flags), sized, renamed.
+ * Snapshots on request: the state file through durable_write (a unique
+ * temp, fchmod, fsync, rename), the memory file as DIR/memory.tmp (sized,
+ * fsync, rename), then the directory opened and fsync'ed so the names
+ * outlive a crash (src/base/fsutil.c). openat only with those flags.
  */
 static const char *const snapshot_syscalls[] = {
-	"ftruncate", "rename", "renameat", "renameat2",
+	"ftruncate", "fchmod", "rename", "renameat", "renameat2",
 };
-#define SNAPSHOT_OPEN_FLAGS (O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
+static const unsigned snapshot_open_flags[] = {
+	O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, /* the memory file's temp */
+	O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,    /* durable_write's temp (mkostemp) */
+	O_RDONLY | O_DIRECTORY | O_CLOEXEC,       /* fsync_dir after the rename */
+};
 
 /* The vCPU and VM state a snapshot reads, and a reset in place writes back. */
 static const unsigned long snapshot_ioctls[] = {
@@ -176,9 +182,9 @@ static int allow_snapshots(scmp_filter_ctx ctx)
 	for (size_t i = 0; rc == 0 && i < sizeof(snapshot_ioctls) / sizeof(snapshot_ioctls[0]); i++)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, snapshot_ioctls[i]));
-	if (rc == 0)
+	for (size_t i = 0; rc == 0 && i < sizeof(snapshot_open_flags) / sizeof(snapshot_open_flags[0]); i++)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-				      SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffffu, SNAPSHOT_OPEN_FLAGS));
+				      SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffffu, snapshot_open_flags[i]));
 	return rc;
 }
 

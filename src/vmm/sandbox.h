@@ -10,7 +10,7 @@
 
 #include <stdbool.h>
 
-#include "vmm/log.h"
+#include "base/log.h"
 
 #define SANDBOX_EXIT_STATUS 5
 

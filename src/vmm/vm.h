@@ -14,11 +14,11 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "base/evloop.h"
+#include "base/guest_mem.h"
+#include "base/log.h"
 #include "devices/virtio/virtio.h"
 #include "proto/worker.h"
-#include "vmm/evloop.h"
-#include "vmm/guest_mem.h"
-#include "vmm/log.h"
 
 #define VM_MAX_VCPUS 32
 #define VM_MIN_MEM_MIB 64

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "vmm/arch.h"
+#include "vmm/snapshot_memory.h"
 
 #define MCHN_VERSION 1
 /* 2: the device model's state version follows the device id */

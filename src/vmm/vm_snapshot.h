@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/snapshot.h"
 #include "devices/serial.h"
-#include "vmm/snapshot.h"
 #include "vmm/vm.h"
 
 /* MCHN 0: what a restoring worker must rebuild before loading anything. */

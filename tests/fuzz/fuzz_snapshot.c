@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/snapshot.h"
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/virtio.h"
 #include "fuzz_dev.h"
-#include "vmm/snapshot.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

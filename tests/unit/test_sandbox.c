@@ -14,7 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/guest_mem.h"
+#include "base/snapshot.h"
 #include "vmm/sandbox.h"
+#include "vmm/snapshot_memory.h"
 
 /* The snapshots option of the next sandboxed() run. */
 static bool with_snapshots;
@@ -108,42 +111,68 @@ Test(sandbox, sockets_only_when_asked)
 	cr_assert_eq(WEXITSTATUS(st), 0, "stderr: %s", err);
 }
 
-static int snap_fd = -1;
-static char snap_path[64];
+/* The snapshot the next snapshot_file_work() writes: a directory and a VM's RAM. */
+static char snap_dir[64];
+static struct guest_mem snap_mem;
 
-/* What a snapshot does to its files once the VM runs; the KVM ioctls it
- * needs are checked by tests/vm (snapshot-vmm) under the real filter. */
+/*
+ * What a snapshot does to its files once the VM runs, with the writers
+ * themselves: the state file (durable_write), the memory file (sparse, a
+ * rename and the directory's fsync). The KVM ioctls it needs are checked
+ * by tests/vm (snapshot-vmm) under the real filter.
+ */
 static void snapshot_file_work(void)
 {
-	char dst[80];
+	static const uint8_t id[SNAP_ID_BYTES] = { 1 };
+	char path[96];
+	struct vmm_err e = { { 0 } };
+	struct snap_writer *w = snap_writer_new();
 
-	snprintf(dst, sizeof(dst), "%s.renamed", snap_path);
-	/* The writer's open: O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC exactly. */
-	int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || close(fd) < 0 || unlink(dst) < 0)
-		_exit(4);
-	if (ftruncate(snap_fd, 8192) < 0 || rename(snap_path, dst) < 0 || rename(dst, snap_path) < 0)
+	if (!w)
 		_exit(3);
+	snap_section_begin(w, SNAP_TAG_SERIAL, 0, 1);
+	snap_put_u32(w, 42);
+	snap_section_end(w);
+	snprintf(path, sizeof(path), "%s/state", snap_dir);
+	if (snap_writer_finish(w, path, &e) < 0) {
+		fprintf(stderr, "%s\n", e.msg);
+		_exit(4);
+	}
+	snap_writer_free(w);
+	snprintf(path, sizeof(path), "%s/memory", snap_dir);
+	if (snap_memory_write(path, &snap_mem, id, &e) < 0) {
+		fprintf(stderr, "%s\n", e.msg);
+		_exit(5);
+	}
 }
 
 Test(sandbox, snapshot_files_only_when_asked)
 {
-	char err[4096];
+	char err[4096], cmd[128];
 
-	strcpy(snap_path, "/tmp/sm-sandbox-snap-XXXXXX");
-	snap_fd = mkstemp(snap_path);
-	cr_assert_geq(snap_fd, 0);
+	strcpy(snap_dir, "/tmp/sm-sandbox-snap-XXXXXX");
+	cr_assert_not_null(mkdtemp(snap_dir));
+	/* RAM made before the lockdown (memfd_create is not allowed after it) */
+	cr_assert_eq(guest_mem_alloc(&snap_mem, 2 << 20, 3ull << 30, 4ull << 30), 0);
+	memset(guest_mem_ptr(&snap_mem, 4096, 4096), 0x5a, 4096);
 	with_snapshots = false;
 	int st = sandboxed(snapshot_file_work, false, err, sizeof(err));
 	cr_assert(WIFEXITED(st));
 	cr_assert_eq(WEXITSTATUS(st), SANDBOX_EXIT_STATUS, "stderr: %s", err);
+	/* what the killed writer left (a sanitizer build lets it open its temp) */
+	snprintf(cmd, sizeof(cmd), "rm -f %s/*", snap_dir);
+	cr_assert_eq(system(cmd), 0);
 	with_snapshots = true;
 	st = sandboxed(snapshot_file_work, false, err, sizeof(err));
 	with_snapshots = false;
 	cr_assert(WIFEXITED(st));
 	cr_assert_eq(WEXITSTATUS(st), 0, "stderr: %s", err);
-	close(snap_fd);
-	unlink(snap_path);
+	/* both files in place, no temp left beside them */
+	snprintf(cmd, sizeof(cmd), "test \"$(ls %s | tr '\\n' ' ')\" = 'memory state '", snap_dir);
+	cr_expect_eq(system(cmd), 0, "%s holds other files than memory and state", snap_dir);
+	guest_mem_free(&snap_mem);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", snap_dir);
+	cr_expect_eq(system(cmd), 0);
 }
 
 Test(sandbox, mode_from_environment)

@@ -13,7 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vmm/snapshot.h"
+#include "base/snapshot.h"
+#include "proto/worker.h"
+#include "vmm/snapshot_memory.h"
 
 static const uint8_t blob[40] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
 

@@ -11,10 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/snapshot.h"
 #include "devices/serial.h"
 #include "devices/virtio/blk.h"
 #include "virtio_driver.h"
-#include "vmm/snapshot.h"
 #include "vmm/x86/cpuid.h"
 #include "vmm/x86/snapshot.h"
 

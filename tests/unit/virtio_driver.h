@@ -15,8 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/evloop.h"
 #include "devices/virtio/virtio.h"
-#include "vmm/evloop.h"
 
 #define VDRV_QSIZE 512
 #define VDRV_RAM_GPA 0x100000ull

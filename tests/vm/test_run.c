@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -293,4 +294,44 @@ Test(run, api_expose_files_and_a_dying_worker)
 	sm_vm_free(vm);
 	snprintf(path, sizeof(path), "%s/run/supermachine", tmp);
 	cr_expect_eq(fx_count_vms(path), 0, "runtime directory left behind");
+}
+
+struct thread_start {
+	sm_vm *vm;
+	sm_error *err;
+};
+
+static void *start_on_thread(void *opaque)
+{
+	struct thread_start *t = opaque;
+
+	t->vm = sm_vm_start(IMAGE, NULL, &t->err);
+	return NULL;
+}
+
+/*
+ * A VM started by a thread that has exited since runs on: its worker was
+ * forked by the library's launcher thread, not by the one that asked
+ * (src/lib/launcher.c). Used from the main thread afterwards.
+ */
+Test(run, vm_outlives_the_thread_that_started_it)
+{
+	struct thread_start t = { 0 };
+	sm_error *err = NULL;
+	pthread_t th;
+	sm_outcome o;
+
+	cr_assert(pthread_create(&th, NULL, start_on_thread, &t) == 0);
+	cr_assert(pthread_join(th, NULL) == 0);
+	cr_assert(t.vm, "start: %s", t.err ? sm_error_string(t.err) : "?");
+	usleep(500000); /* a worker tied to that thread (PR_SET_PDEATHSIG) would be dying by now */
+	cr_expect(sm_vm_running(t.vm), "the worker died with the thread that started it");
+	sm_exec *x = sm_exec_new(t.vm);
+	sm_exec_argv(x, (const char *[]){ "echo", "alive", NULL });
+	cr_assert(sm_exec_output(x, &o, &err) == 0, "exec: %s", err ? sm_error_string(err) : "?");
+	cr_expect_eq(o.status, 0);
+	cr_expect_str_eq(o.stdout_data ? o.stdout_data : "", "alive\n");
+	sm_outcome_free(&o);
+	sm_exec_free(x);
+	sm_vm_free(t.vm);
 }

@@ -26,8 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/snapshot.h"
 #include "guest/devguest.h"
-#include "vmm/snapshot.h"
 #include "worker_proc.h"
 
 #define BOOT_WAIT 600000 /* ms; hang guards only: nested KVM under TCG is slow */

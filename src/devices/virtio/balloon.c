@@ -21,8 +21,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "base/snapshot.h"
 #include "devices/virtio/vdev.h"
-#include "vmm/snapshot.h"
 
 #define BALLOON_INFLATEQ 0
 #define BALLOON_DEFLATEQ 1

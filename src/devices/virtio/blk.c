@@ -10,8 +10,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "base/snapshot.h"
 #include "devices/virtio/vdev.h"
-#include "vmm/snapshot.h"
 
 #define BLK_QUEUE 0
 #define BLK_SEG_MAX 128

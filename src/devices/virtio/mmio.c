@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vmm/snapshot.h"
+#include "base/snapshot.h"
 
 #define STATUS_SETUP_BITS                                                                 \
 	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |   \

@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/snapshot.h"
 #include "devices/virtio/net_backend.h"
 #include "devices/virtio/vdev.h"
-#include "vmm/snapshot.h"
 
 #define NET_RXQ 0
 #define NET_TXQ 1

@@ -20,8 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/evloop.h"
 #include "devices/virtio/virtio.h"
-#include "vmm/evloop.h"
 
 #define VIRTIO_NET_GUEST_ADDR "10.0.2.15"
 #define VIRTIO_NET_GATEWAY_ADDR "10.0.2.2"

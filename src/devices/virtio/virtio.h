@@ -17,8 +17,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/guest_mem.h"
 #include "devices/virtio/virtq.h"
-#include "vmm/guest_mem.h"
 
 #define VIRTIO_MAX_QUEUES 8
 #define VIRTIO_MMIO_SIZE 0x1000

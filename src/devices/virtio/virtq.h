@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 /* Largest queue size we offer (QueueNumMax) and the longest chain we walk. */
 #define VIRTQ_MAX_SIZE 1024

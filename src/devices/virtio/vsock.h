@@ -18,8 +18,8 @@
 
 #include <stdint.h>
 
+#include "base/evloop.h"
 #include "devices/virtio/virtio.h"
-#include "vmm/evloop.h"
 
 #define VSOCK_HOST_CID 2
 

@@ -27,8 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/snapshot.h"
 #include "devices/virtio/vdev.h"
-#include "vmm/snapshot.h"
 
 #define VSOCK_RXQ 0
 #define VSOCK_TXQ 1

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 /* Writes the boot GDT and identity page tables into guest RAM. -EFAULT if RAM is too small. */
 int x86_boot_tables_write(const struct guest_mem *m);

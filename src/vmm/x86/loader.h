@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/guest_mem.h"
-#include "vmm/log.h"
+#include "base/guest_mem.h"
+#include "base/log.h"
 
 #define X86_KERNEL_MAX_SEGMENTS 16
 #define X86_SETUP_HEADER_MAX 0x80

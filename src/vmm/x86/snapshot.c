@@ -27,8 +27,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "base/snapshot.h"
 #include "vmm/arch.h"
-#include "vmm/snapshot.h"
 #include "vmm/vm.h"
 #include "vmm/x86/cpuid.h"
 

@@ -11,21 +11,23 @@
  *
  * Writing never fails half-way through a device: the writer buffers in
  * memory, remembers the first error, and snap_writer_finish() reports it
- * and writes the file atomically (temporary file, fsync, rename).
+ * or writes the file with durable_write() (base/fsutil.h).
+ *
+ * The memory file's header is here too, so the format has one home; the
+ * RAM behind it is the VMM's (src/vmm/snapshot_memory.h).
  */
-#ifndef SM_VMM_SNAPSHOT_H
-#define SM_VMM_SNAPSHOT_H
+#ifndef SM_BASE_SNAPSHOT_H
+#define SM_BASE_SNAPSHOT_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/worker.h"
-#include "vmm/guest_mem.h"
-#include "vmm/log.h"
+#include "base/guest_mem.h"
+#include "base/log.h"
 
 #define SNAP_FORMAT_VERSION 1
-/* The directory's file names and the memory header size: src/proto/worker.h. */
+/* The directory's file names and where RAM starts in the memory file: src/proto/worker.h. */
 
 /* Bounds a reader enforces before it allocates anything. */
 #define SNAP_STATE_MAX_BYTES (64u << 20)
@@ -73,8 +75,9 @@ void snap_writer_fail(struct snap_writer *w, int rc, const char *fmt, ...);
 int snap_writer_error(const struct snap_writer *w);
 
 /*
- * Writes the file at path: path.tmp first, fsync, rename. Reports the
- * first recorded error instead if there is one. Returns 0 or -errno.
+ * Writes the file at path with durable_write() (a unique temp file, fsync,
+ * rename, fsync of the directory). Reports the first recorded error
+ * instead if there is one. Returns 0 or -errno.
  */
 int snap_writer_finish(struct snap_writer *w, const char *path, struct vmm_err *err);
 
@@ -137,25 +140,22 @@ int snap_reader_error(const struct snap_reader *r, struct vmm_err *err);
 /* "VCPU 1" for tag VCPU, index 1. buf must hold 24 bytes. */
 const char *snap_tag_name(uint32_t tag, uint32_t index, char buf[24]);
 
-/* ---- memory file ------------------------------------------------------------- */
+/* ---- memory file header ------------------------------------------------------ */
+
+/* The fields at the start of the memory file's header page; the rest is zero. */
+#define SNAP_MEMORY_HEADER_FIELD_BYTES 48u
+
+/* Magic, format version, page size, RAM size, snapshot id and the checksum. */
+void snap_memory_header_encode(uint8_t h[SNAP_MEMORY_HEADER_FIELD_BYTES], uint64_t ram_bytes,
+			       const uint8_t id[SNAP_ID_BYTES]);
 
 /*
- * Writes guest RAM to path (path.tmp, fsync, rename): the header page, then
- * RAM in file-offset order. Pages that are all zero are not written, so
- * they stay holes; on a memfd, ranges SEEK_DATA says are holes are skipped
- * without being read (reading them would allocate them).
+ * Checks a memory file's header fields against what the state file says:
+ * magic, checksum, version, page size, RAM size and snapshot id. Returns 0
+ * or -errno with err naming path and the first mismatch.
  */
-int snap_memory_write(const char *path, const struct guest_mem *m,
-		      const uint8_t id[SNAP_ID_BYTES], struct vmm_err *err);
-
-/*
- * Opens a memory file for a restore and checks its header against what the
- * state file says: magic, version, RAM size, snapshot id, and that the file
- * holds all of it. Reads only the header page. Returns the fd (O_RDONLY,
- * CLOEXEC) or -errno with err set.
- */
-int snap_memory_open(const char *path, uint64_t ram_bytes, const uint8_t id[SNAP_ID_BYTES],
-		     struct vmm_err *err);
+int snap_memory_header_check(const char *path, const uint8_t h[SNAP_MEMORY_HEADER_FIELD_BYTES],
+			     uint64_t ram_bytes, const uint8_t id[SNAP_ID_BYTES], struct vmm_err *err);
 
 /* CRC-32 (zlib's) of a buffer, as stored in the files. */
 uint32_t snap_crc32(const void *p, size_t len);

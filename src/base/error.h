@@ -1,6 +1,6 @@
 /* Internal helpers to build sm_error values. */
-#ifndef SM_LIB_ERROR_H
-#define SM_LIB_ERROR_H
+#ifndef SM_BASE_ERROR_H
+#define SM_BASE_ERROR_H
 
 #include <supermachine.h>
 

@@ -5,8 +5,8 @@
  * returns a host pointer only when the whole range lies inside one RAM
  * region. Devices never compute host addresses themselves.
  */
-#ifndef SM_VMM_GUEST_MEM_H
-#define SM_VMM_GUEST_MEM_H
+#ifndef SM_BASE_GUEST_MEM_H
+#define SM_BASE_GUEST_MEM_H
 
 #include <stdbool.h>
 #include <stddef.h>

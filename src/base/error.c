@@ -1,4 +1,9 @@
-#include "lib/error.h"
+/*
+ * sm_error (include/supermachine.h): the public type's implementation, in
+ * base so that every subsystem (oci, lib) builds its error chains without
+ * reaching up into the library.
+ */
+#include "base/error.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -142,5 +147,3 @@ const char *sm_code_name(sm_code code)
 		return "unknown";
 	return names[code];
 }
-
-const char *sm_version(void) { return SM_VERSION_STRING; }

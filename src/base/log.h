@@ -3,8 +3,8 @@
  * redirects it to a file if it wants one), prefixed so a reader can tell
  * our lines from anything else on that stream.
  */
-#ifndef SM_VMM_LOG_H
-#define SM_VMM_LOG_H
+#ifndef SM_BASE_LOG_H
+#define SM_BASE_LOG_H
 
 #include <stdbool.h>
 #include <stdio.h>

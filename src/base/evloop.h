@@ -3,8 +3,8 @@
  * notifications through ioeventfd, host sockets, timers). vCPU threads
  * never block on it; they only touch device registers.
  */
-#ifndef SM_VMM_EVLOOP_H
-#define SM_VMM_EVLOOP_H
+#ifndef SM_BASE_EVLOOP_H
+#define SM_BASE_EVLOOP_H
 
 #include <stdint.h>
 
