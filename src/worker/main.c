@@ -15,6 +15,7 @@
 
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
+#include "devices/virtio/fs.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
@@ -27,8 +28,8 @@
 #include "proto/worker.h"
 
 #define VSOCK_GUEST_CID 3
-/* rng, the disks, net, vsock, balloon */
-#define WORKER_MAX_DEVICES (WORKER_MAX_DISKS + 4)
+/* rng, the disks, net, vsock, balloon, the mounts */
+#define WORKER_MAX_DEVICES (WORKER_MAX_DISKS + 4 + WORKER_MAX_MOUNTS)
 
 struct worker {
 	struct worker_launch opt;
@@ -86,6 +87,7 @@ static unsigned count_disks(const struct worker *w) { return w->opt.ndisks; }
 static unsigned count_net(const struct worker *w) { return w->opt.net; }
 static unsigned count_vsock(const struct worker *w) { return w->opt.vsock != NULL; }
 static unsigned count_balloon(const struct worker *w) { return w->opt.balloon; }
+static unsigned count_mounts(const struct worker *w) { return w->opt.nmounts; }
 
 static struct virtio_dev *make_rng(struct worker *w, unsigned i)
 {
@@ -119,6 +121,29 @@ static struct virtio_dev *make_balloon(struct worker *w, unsigned i)
 	return virtio_balloon_create(&w->vm->mem);
 }
 
+/* The shared directory is opened here, before the sandbox: a missing one or a file is an error now. */
+static struct virtio_dev *make_mount(struct worker *w, unsigned i)
+{
+	const struct worker_mount *m = &w->opt.mounts[i];
+	struct virtio_fs_options fo = {
+		.tag = m->tag,
+		.read_only = m->read_only,
+		.symlinks = m->symlinks,
+	};
+	int fd = virtio_fs_open_root(m->dir);
+
+	if (fd < 0) {
+		errno = -fd;
+		return NULL;
+	}
+	return virtio_fs_create(&w->vm->mem, fd, &fo);
+}
+
+static void what_mount(const struct worker *w, unsigned i, char *buf, size_t len)
+{
+	snprintf(buf, len, "--fs %s: directory %s", w->opt.mounts[i].tag, w->opt.mounts[i].dir);
+}
+
 static void what_disk(const struct worker *w, unsigned i, char *buf, size_t len)
 {
 	snprintf(buf, len, "disk %s", w->opt.disks[i].path);
@@ -148,6 +173,8 @@ static const struct device_kind {
 	{ "--net", NULL, count_net, make_net, NULL, "net", virtio_net_control },
 	{ NULL, what_vsock, count_vsock, make_vsock, NULL, "vsock", virtio_vsock_control },
 	{ "--balloon", NULL, count_balloon, make_balloon, NULL, "balloon", virtio_balloon_control },
+	/* last: snapshots taken before mounts existed keep their device slots */
+	{ NULL, what_mount, count_mounts, make_mount, NULL, NULL, NULL },
 };
 
 /* The i-th device of kind k, created and placed; kept for teardown even if placing fails. */
@@ -171,6 +198,11 @@ static int add_device(struct worker *w, const struct device_kind *k, unsigned i,
 	w->dev[w->ndevs] = d;
 	w->dev_kind[w->ndevs++] = k;
 	rc = vmm_attach_virtio(w->vm, d);
+	if (rc == -ENOSPC) {
+		snprintf(msg, len, "%s: too many devices: a VM has room for %d virtio devices", what,
+			 VM_MAX_VIRTIO);
+		return -1;
+	}
 	if (rc < 0) {
 		snprintf(msg, len, "%s: %s", what, strerror(-rc));
 		return -1;
@@ -342,6 +374,7 @@ static int worker_setup(struct worker *w, const struct timespec *t0)
 		.mode = sandbox_mode_from_env(),
 		.sockets = w->opt.net || w->opt.vsock,
 		.snapshots = w->opt.control != NULL,
+		.mounts = w->opt.nmounts > 0,
 	};
 	if (sandbox_apply(&so, &err) < 0) {
 		fprintf(stderr, VMM_LOG_PREFIX "%s\n", err.msg);
