@@ -41,6 +41,8 @@ struct worker {
 	struct virtio_dev *dev[WORKER_MAX_DEVICES];
 	const struct device_kind *dev_kind[WORKER_MAX_DEVICES];
 	unsigned ndevs;
+	/* each --fs directory, opened first (O_PATH); -1 once its device has it */
+	int mount_fd[WORKER_MAX_MOUNTS];
 	struct vm_snapshot snap;
 	int signal_fd;
 };
@@ -121,7 +123,27 @@ static struct virtio_dev *make_balloon(struct worker *w, unsigned i)
 	return virtio_balloon_create(&w->vm->mem);
 }
 
-/* The shared directory is opened here, before the sandbox: a missing one or a file is an error now. */
+/*
+ * The shared directories, opened before anything else (no KVM needed to
+ * be told one is missing or a file) and long before the sandbox.
+ */
+static int mounts_open(struct worker *w)
+{
+	char msg[600];
+
+	for (unsigned i = 0; i < w->opt.nmounts; i++) {
+		const struct worker_mount *m = &w->opt.mounts[i];
+		int fd = virtio_fs_open_root(m->dir);
+		if (fd < 0) {
+			snprintf(msg, sizeof(msg), "--fs %s: %s: %s", m->tag, m->dir,
+				 fd == -ENOTDIR ? "not a directory" : strerror(-fd));
+			return usage_error(msg);
+		}
+		w->mount_fd[i] = fd;
+	}
+	return -1;
+}
+
 static struct virtio_dev *make_mount(struct worker *w, unsigned i)
 {
 	const struct worker_mount *m = &w->opt.mounts[i];
@@ -130,12 +152,9 @@ static struct virtio_dev *make_mount(struct worker *w, unsigned i)
 		.read_only = m->read_only,
 		.symlinks = m->symlinks,
 	};
-	int fd = virtio_fs_open_root(m->dir);
+	int fd = w->mount_fd[i];
 
-	if (fd < 0) {
-		errno = -fd;
-		return NULL;
-	}
+	w->mount_fd[i] = -1; /* the device's now, whatever happens */
 	return virtio_fs_create(&w->vm->mem, fd, &fo);
 }
 
@@ -358,7 +377,11 @@ static int restore_setup(struct worker *w, const struct timespec *t0, struct vmm
 static int worker_setup(struct worker *w, const struct timespec *t0)
 {
 	struct vmm_err err = { { 0 } };
-	int status = w->opt.restore ? restore_setup(w, t0, &err) : boot_setup(w, t0, &err);
+	int status = mounts_open(w);
+
+	if (status >= 0)
+		return status;
+	status = w->opt.restore ? restore_setup(w, t0, &err) : boot_setup(w, t0, &err);
 
 	if (status >= 0)
 		return status;
@@ -404,6 +427,9 @@ static void worker_teardown(struct worker *w)
 		console_close(&w->console);
 	for (unsigned i = 0; i < w->ndevs; i++)
 		virtio_dev_free(w->dev[i]);
+	for (unsigned i = 0; i < WORKER_MAX_MOUNTS; i++)
+		if (w->mount_fd[i] >= 0)
+			close(w->mount_fd[i]);
 	vm_destroy(w->vm);
 	snap_reader_free(w->snap.st);
 	if (w->signal_fd >= 0)
@@ -419,6 +445,8 @@ int main(int argc, char **argv)
 	int status;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned i = 0; i < WORKER_MAX_MOUNTS; i++)
+		w.mount_fd[i] = -1;
 	/* Whatever the parent leaked is not ours to keep once the guest runs. */
 	close_range(3, ~0U, 0);
 	if (worker_launch_parse(argc, argv, &w.opt, msg, sizeof(msg)) < 0) {

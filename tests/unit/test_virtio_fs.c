@@ -17,10 +17,12 @@
 #include <sys/resource.h>
 #include <sys/sysmacros.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include "devices/virtio/fs_internal.h"
+#include "vmm/sandbox.h"
 #include "vmm/snapshot.h"
 
 #define ROOT FS_ROOT_ID
@@ -32,6 +34,8 @@ struct fx {
 	struct fuse_out_header oh;
 	uint8_t *body; /* the reply after its header */
 	size_t body_len;
+	uid_t uid;     /* the caller every request names (asked before any sandbox) */
+	gid_t gid;
 };
 
 static struct fx fx;
@@ -67,7 +71,7 @@ static int call(uint32_t op, uint64_t node, const void *a, size_t alen, const vo
 	size_t len = sizeof(struct fuse_in_header) + alen + blen + clen;
 	uint8_t *in = malloc(len);
 	struct fuse_in_header h = { .len = (uint32_t)len, .opcode = op, .unique = ++fx.unique, .nodeid = node,
-				    .uid = getuid(), .gid = getgid() };
+				    .uid = fx.uid, .gid = fx.gid };
 
 	cr_assert_not_null(in);
 	memcpy(in, &h, sizeof(h));
@@ -102,6 +106,8 @@ static void server_open(const char *dir, bool ro, enum worker_symlinks policy, u
 				     .flags = FUSE_DO_READDIRPLUS | FUSE_MAX_PAGES | FUSE_ASYNC_READ };
 
 	cr_assert_geq(fd, 0);
+	fx.uid = getuid();
+	fx.gid = getgid();
 	fs_server_free(fx.s);
 	fx.s = fs_server_new(fd, &o);
 	cr_assert_not_null(fx.s);
@@ -283,7 +289,7 @@ Test(virtio_fs, metadata_operations, .init = fx_setup, .fini = fx_teardown)
 	cr_assert_eq(CALL1(FUSE_SETATTR, node, sa), 0);
 	cr_expect_eq(getattr(node).mtime, 1000000);
 	cr_expect_eq(getattr(node).atime, 2000000);
-	sa = (struct fuse_setattr_in){ .valid = FATTR_UID | FATTR_GID, .uid = getuid(), .gid = getgid() };
+	sa = (struct fuse_setattr_in){ .valid = FATTR_UID | FATTR_GID, .uid = fx.uid, .gid = fx.gid };
 	cr_expect_eq(CALL1(FUSE_SETATTR, node, sa), 0);
 	cr_assert_eq(CALL0(FUSE_STATFS, ROOT), 0);
 	memcpy(&sf, fx.body, sizeof(sf));
@@ -461,6 +467,8 @@ Test(virtio_fs, requests_before_init_fail)
 	struct virtio_fs_options o = { .tag = "t" };
 
 	cr_assert_not_null(mkdtemp(dir));
+	fx.uid = getuid();
+	fx.gid = getgid();
 	fx.s = fs_server_new(open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC), &o);
 	cr_assert_not_null(fx.s);
 	cr_expect_eq(CALL0(FUSE_STATFS, ROOT), -EIO);
@@ -908,4 +916,91 @@ Test(virtio_fs, hostile_saved_state_is_refused, .init = fx_setup, .fini = fx_tea
 	cr_expect_eq(fs_server_restore(fx.s, r), 0);
 	snap_reader_free(r);
 	cr_expect_eq(fx.s->nodes_used, 2);
+}
+
+/* ---- the worker's seccomp filter ---- */
+
+/* Every kind of host call the server makes; the step that failed as the exit status. */
+static int session(void)
+{
+	uint64_t node, fh, dfh;
+	unsigned with_node;
+	struct fuse_setattr_in sa = { .valid = FATTR_MODE | FATTR_MTIME | FATTR_SIZE, .mode = 0600, .size = 2 };
+	struct fuse_setxattr_in sx = { .size = 1 };
+	struct fuse_getxattr_in gx = { .size = 4096 };
+	struct fuse_link_in ln;
+	struct fuse_rename2_in r2 = { .newdir = ROOT, .flags = RENAME_NOREPLACE };
+	struct fuse_mknod_in mk = { .mode = S_IFIFO | 0600 };
+	struct fuse_access_in acc = { .mask = R_OK };
+	struct fuse_fsync_in fs = { .fsync_flags = FUSE_FSYNC_FDATASYNC };
+	struct fuse_fallocate_in fa = { .length = 4096 };
+	struct fuse_lseek_in ls = { .whence = SEEK_DATA };
+
+	if (mkdir_at(ROOT, "d", 0755) || create_file(node_of(ROOT, "d"), "f", 0644, &node, &fh))
+		return 10;
+	fs.fh = fa.fh = ls.fh = fh;
+	if (write_at(node, fh, 0, "abc", 3) || read_at(node, fh, 0, 3) || CALL1(FUSE_FSYNC, node, fs) ||
+	    CALL1(FUSE_FALLOCATE, node, fa) || CALL1(FUSE_LSEEK, node, ls))
+		return 11;
+	if (CALL1(FUSE_SETATTR, node, sa) || CALL1(FUSE_ACCESS, node, acc) || CALL0(FUSE_STATFS, node))
+		return 12;
+	(void)call(FUSE_SETXATTR, node, &sx, 8, NAME("user.k"), "v", 1); /* xattr support is the fs's */
+	(void)CALL1(FUSE_LISTXATTR, node, gx);
+	if (call(FUSE_SYMLINK, ROOT, NAME("l"), NAME("d/f"), NULL, 0) || CALL0(FUSE_READLINK, node_of(ROOT, "l")))
+		return 13;
+	ln.oldnodeid = node;
+	if (call(FUSE_LINK, ROOT, &ln, sizeof(ln), NAME("h"), NULL, 0) ||
+	    call(FUSE_RENAME2, ROOT, &r2, sizeof(r2), NAME("h"), NAME("h2")) ||
+	    call(FUSE_MKNOD, ROOT, &mk, sizeof(mk), NAME("p"), NULL, 0))
+		return 14;
+	if (read_dir(ROOT, true, &with_node) != 6 || open_node(FUSE_OPENDIR, ROOT, O_RDONLY, &dfh))
+		return 15;
+	if (release(FUSE_RELEASE, node, fh) || call(FUSE_UNLINK, ROOT, NAME("h2"), NULL, 0, NULL, 0) ||
+	    call(FUSE_UNLINK, node_of(ROOT, "d"), NAME("f"), NULL, 0, NULL, 0) ||
+	    call(FUSE_RMDIR, ROOT, NAME("d"), NULL, 0, NULL, 0))
+		return 16;
+	fs_server_clear(fx.s);
+	return 0;
+}
+
+/* Runs session() in a child under the worker's filter; its wait status, its stderr in err. */
+static int sandboxed_session(bool mounts, char *err, size_t errlen)
+{
+	int pipefd[2];
+
+	cr_assert_eq(pipe(pipefd), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct sandbox_options o = { .mode = SANDBOX_ENFORCE, .mounts = mounts };
+		struct vmm_err e;
+		dup2(pipefd[1], STDERR_FILENO);
+		if (sandbox_apply(&o, &e) < 0)
+			_exit(99);
+		_exit(session());
+	}
+	close(pipefd[1]);
+	ssize_t n = read(pipefd[0], err, errlen - 1);
+	err[n > 0 ? n : 0] = 0;
+	close(pipefd[0]);
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+Test(virtio_fs, every_operation_runs_under_the_worker_sandbox, .init = fx_setup, .fini = fx_teardown)
+{
+	char err[4096];
+	int st = sandboxed_session(true, err, sizeof(err));
+
+	cr_assert(WIFEXITED(st), "killed by signal %d: %s", WTERMSIG(st), err);
+	cr_expect_eq(WEXITSTATUS(st), 0, "step %d failed: %s", WEXITSTATUS(st), err);
+	/* and without mounts the same calls are not allowed */
+	nftw(fx.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	mkdir(fx.dir, 0700);
+	server_open(fx.dir, false, WORKER_SYMLINKS_OPAQUE, 0);
+	st = sandboxed_session(false, err, sizeof(err));
+	cr_assert(WIFEXITED(st));
+	cr_expect_eq(WEXITSTATUS(st), SANDBOX_EXIT_STATUS, "%s", err);
 }

@@ -193,7 +193,7 @@ static int reply_entry(struct req *r, uint64_t dir, const char *name)
  */
 static void own(struct req *r, int dirfd, const char *name)
 {
-	if (geteuid() == 0 && fchownat(dirfd, name, r->h.uid, r->h.gid, AT_SYMLINK_NOFOLLOW) < 0)
+	if (r->s->as_root && fchownat(dirfd, name, r->h.uid, r->h.gid, AT_SYMLINK_NOFOLLOW) < 0)
 		r->s->stats.errors++;
 }
 

@@ -69,6 +69,7 @@ struct fs_server {
 	struct virtio_fs_options opt;
 	int root_fd;           /* owned: O_PATH | O_DIRECTORY */
 	bool initialized;      /* INIT seen */
+	bool as_root;          /* the worker's euid is 0 (read before the sandbox forbids asking) */
 	struct fs_node *nodes;
 	uint32_t nodes_cap, nodes_used, max_nodes;
 	uint32_t free_nodes;   /* slot + 1 of the first free slot (chained by hash_next); 0: none */

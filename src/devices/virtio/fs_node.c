@@ -496,6 +496,7 @@ struct fs_server *fs_server_new(int root_fd, const struct virtio_fs_options *opt
 	}
 	s->opt = *opt;
 	s->root_fd = root_fd;
+	s->as_root = geteuid() == 0;
 	s->max_nodes = opt->max_nodes ? opt->max_nodes : VIRTIO_FS_MAX_NODES;
 	if (s->max_nodes < 2)
 		s->max_nodes = 2;
