@@ -40,9 +40,11 @@ struct fx {
 
 static struct fx fx;
 
+/* Removes one entry of a tree; a directory made unreadable is opened up first (never through a symlink). */
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-	chmod(path, 0700);
+	if (flag == FTW_DP || flag == FTW_DNR)
+		chmod(path, 0700);
 	return remove(path);
 }
 
