@@ -426,6 +426,12 @@ Test(virtio_fs, forget_frees_nodes, .init = fx_setup, .fini = fx_teardown)
 		{ .count = 2 }, { { g, 1 }, { 999999, 5 } } };
 	cr_expect_eq(CALL1(FUSE_BATCH_FORGET, ROOT, bf), 1);
 	cr_expect_eq(fx.s->nodes_used, 1);
+	/* as the hiprio queue carries it: no room for a reply at all */
+	f = node_of(ROOT, "f");
+	struct { struct fuse_in_header h; struct fuse_forget_in in; } req = {
+		{ .len = sizeof(req), .opcode = FUSE_FORGET, .unique = 99, .nodeid = f }, { 1 } };
+	cr_expect_eq(fs_dispatch(fx.s, (const uint8_t *)&req, sizeof(req), 0), 0);
+	cr_expect_eq(fx.s->nodes_used, 1);
 	cr_expect_eq(getattr(ROOT).mode & S_IFMT, S_IFDIR);
 	struct fuse_getattr_in ga = { 0 };
 	cr_expect_eq(CALL1(FUSE_GETATTR, g, ga), -ESTALE);

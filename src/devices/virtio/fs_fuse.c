@@ -1107,14 +1107,15 @@ size_t fs_dispatch(struct fs_server *s, const uint8_t *in, size_t in_len, size_t
 
 	if (room > FS_MAX_REPLY)
 		room = FS_MAX_REPLY;
-	if (in_len < sizeof(r.h) || room < sizeof(oh))
+	if (in_len < sizeof(r.h))
 		return 0;
 	memcpy(&r.h, in, sizeof(r.h));
 	r.arg = in + sizeof(r.h);
 	/* the header's length must agree with what the queue carried */
 	r.left = r.h.len >= sizeof(r.h) && r.h.len <= in_len ? r.h.len - sizeof(r.h) : 0;
 	r.out = s->reply + sizeof(oh);
-	r.room = room - sizeof(oh);
+	/* FORGET comes with no room for a reply at all; it still runs */
+	r.room = room > sizeof(oh) ? room - sizeof(oh) : 0;
 	s->stats.requests++;
 	if (r.h.len < sizeof(r.h) || r.h.len > in_len)
 		rc = -EINVAL;
@@ -1124,7 +1125,7 @@ size_t fs_dispatch(struct fs_server *s, const uint8_t *in, size_t in_len, size_t
 		rc = -EROFS;
 	else
 		rc = run_op(&r);
-	if (rc == NO_REPLY)
+	if (rc == NO_REPLY || room < sizeof(oh))
 		return 0;
 	if (rc < 0) {
 		s->stats.errors++;
