@@ -568,6 +568,12 @@ Test(virtio_fs, xattrs_outside_security_and_trusted, .init = fx_setup, .fini = f
 	struct fuse_getxattr_out go;
 	memcpy(&go, fx.body, sizeof(go));
 	cr_expect_eq(go.size, 3);
+	/* the probe as the guest sends it: room for the size only */
+	struct { struct fuse_in_header h; struct fuse_getxattr_in in; char name[7]; } probe = {
+		{ .len = sizeof(probe), .opcode = FUSE_GETXATTR, .unique = 5, .nodeid = f }, { 0 }, "user.k" };
+	cr_expect_eq(fs_dispatch(fx.s, (const uint8_t *)&probe, sizeof(probe), 16 + sizeof(go)), 16 + sizeof(go));
+	memcpy(&go, fx.s->reply + 16, sizeof(go));
+	cr_expect_eq(go.size, 3);
 	gx.size = 64;
 	cr_assert_eq(call(FUSE_GETXATTR, f, &gx, sizeof(gx), NAME("user.k"), NULL, 0), 0);
 	cr_expect_eq(fx.body_len, 3);

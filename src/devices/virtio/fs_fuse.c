@@ -948,14 +948,17 @@ static int op_getxattr(struct req *r)
 	int fd = xattr_fd(r, &n);
 	if (fd < 0)
 		return fd;
-	size_t cap = r->room - r->len < FS_MAX_XATTR_SIZE ? r->room - r->len : FS_MAX_XATTR_SIZE;
-	ssize_t len = fgetxattr(fd, name, r->out + r->len, cap);
+	/* a probe (size 0) asks for the length only: no room for the value needed */
+	size_t cap = in.size < r->room - r->len ? in.size : r->room - r->len;
+	if (cap > FS_MAX_XATTR_SIZE)
+		cap = FS_MAX_XATTR_SIZE;
+	ssize_t len = fgetxattr(fd, name, in.size ? r->out + r->len : NULL, in.size ? cap : 0);
 	rc = len < 0 ? -errno : 0;
 	close(fd);
 	if (rc < 0)
 		return rc;
-	if (in.size == 0 || (size_t)len > in.size)
-		return in.size == 0 ? reply_sized(r, NULL, (size_t)len, 0) : -ERANGE;
+	if (in.size == 0)
+		return reply_sized(r, NULL, (size_t)len, 0);
 	r->len += (size_t)len;
 	return 0;
 }
