@@ -54,7 +54,7 @@ static const char *const snapshot_syscalls[] = {
 static const char *const mount_syscalls[] = {
 	"openat2", "fstatfs", "readlinkat", "getdents64",
 	"mkdirat", "mknodat", "symlinkat", "linkat", "unlinkat", "renameat2",
-	"fchmod", "fchmodat2", "fchownat", "utimensat", "faccessat2",
+	"fchmod", "fchmodat2", "fchown", "fchownat", "utimensat", "faccessat2",
 	"ftruncate", "fallocate",
 	"fgetxattr", "fsetxattr", "flistxattr", "fremovexattr",
 };

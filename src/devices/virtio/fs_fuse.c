@@ -618,12 +618,32 @@ static int op_open(struct req *r, bool dir)
 	return reply_open(r, fd, r->h.nodeid, flags & ~(uint32_t)O_TRUNC, dir);
 }
 
+/* CREATE's entry for the file just opened as fd: its node, if the name still holds that file. */
+static int created_entry(struct req *r, int fd, const char *name, uint64_t *id)
+{
+	struct fuse_entry_out e;
+	struct stat st;
+	size_t at = r->len;
+	int rc = reply_entry(r, r->h.nodeid, name);
+
+	if (rc < 0)
+		return rc;
+	memcpy(&e, r->out + at, sizeof(e));
+	*id = e.nodeid;
+	/* the name now holds something else: a swap between the create and the lookup */
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_ino != e.attr.ino) {
+		fs_node_forget(r->s, e.nodeid, 1);
+		return -ESTALE;
+	}
+	return 0;
+}
+
 static int op_create(struct req *r)
 {
 	struct fuse_create_in in;
 	struct fs_node *dir;
 	const char *name;
-	struct stat st;
+	uint64_t id;
 	int rc = take_entry(r, &in, sizeof(in), &name, &dir);
 
 	if (rc < 0)
@@ -633,25 +653,16 @@ static int op_create(struct req *r)
 			    dir->outside ? RESOLVE_NO_MAGICLINKS : FS_RESOLVE);
 	if (fd < 0)
 		return fd;
-	own(r, dir->fd, name);
-	size_t at = r->len;
-	struct fuse_entry_out e;
-	rc = reply_entry(r, r->h.nodeid, name);
-	if (rc == 0) {
-		memcpy(&e, r->out + at, sizeof(e));
-		/* the name now holds something else: a swap between the create and the lookup */
-		if (fstat(fd, &st) < 0 || (uint64_t)st.st_ino != e.attr.ino) {
-			fs_node_forget(r->s, e.nodeid, 1);
-			rc = -ESTALE;
-		}
-	}
+	if (r->s->as_root && fchown(fd, r->h.uid, r->h.gid) < 0)
+		r->s->stats.errors++;
+	rc = created_entry(r, fd, name, &id);
 	if (rc < 0) {
 		close(fd);
 		return rc;
 	}
-	rc = reply_open(r, fd, e.nodeid, flags & ~(uint32_t)(O_TRUNC | O_EXCL), false);
+	rc = reply_open(r, fd, id, flags & ~(uint32_t)(O_TRUNC | O_EXCL), false);
 	if (rc < 0)
-		fs_node_forget(r->s, e.nodeid, 1);
+		fs_node_forget(r->s, id, 1);
 	return rc;
 }
 
