@@ -21,21 +21,15 @@ _Static_assert(SM_MOUNT_TAG_MAX == WORKER_MOUNT_TAG_MAX, "SM_MOUNT_TAG_MAX is th
 _Static_assert((int)SM_SYMLINKS_DENY == (int)WORKER_SYMLINKS_DENY && (int)SM_SYMLINKS_FOLLOW == (int)WORKER_SYMLINKS_FOLLOW,
 	       "sm_symlinks is enum worker_symlinks");
 
-static const char *const symlink_names[] = {
-	[SM_SYMLINKS_OPAQUE] = "opaque",
-	[SM_SYMLINKS_DENY] = "deny",
-	[SM_SYMLINKS_FOLLOW] = "follow",
-};
-
 const char *vm_symlinks_name(sm_symlinks s)
 {
-	return (unsigned)s < sizeof(symlink_names) / sizeof(symlink_names[0]) ? symlink_names[s] : NULL;
+	return worker_symlinks_name((enum worker_symlinks)s);
 }
 
 static int symlinks_from_name(const char *name, sm_symlinks *s)
 {
-	for (unsigned i = 0; i < sizeof(symlink_names) / sizeof(symlink_names[0]); i++)
-		if (strcmp(name, symlink_names[i]) == 0)
+	for (unsigned i = 0; worker_symlinks_name((enum worker_symlinks)i); i++)
+		if (strcmp(name, worker_symlinks_name((enum worker_symlinks)i)) == 0)
 			return *s = (sm_symlinks)i, 0;
 	return -1;
 }
@@ -200,6 +194,11 @@ int vm_mounts_plan(const sm_vm_config *cfg, struct vm_mounts *ms, sm_error **err
 	memset(ms, 0, sizeof(*ms));
 	if (cfg->nmounts > SM_MAX_MOUNTS)
 		return sm_error_set(err, SM_E_INVALID, 0, "%zu mounts: at most %d", cfg->nmounts, SM_MAX_MOUNTS), -1;
+	if (1 + cfg->nvolumes + cfg->nmounts + WORKER_FIXED_DEVICES > WORKER_MAX_VIRTIO_DEVICES)
+		return sm_error_set(err, SM_E_INVALID, 0,
+				    "%zu volumes and %zu mounts: a VM has room for %d disks and mounts together, the "
+				    "root filesystem included",
+				    cfg->nvolumes, cfg->nmounts, WORKER_MAX_VIRTIO_DEVICES - WORKER_FIXED_DEVICES), -1;
 	if (cfg->nmounts && !cfg->mounts)
 		return sm_error_set(err, SM_E_INVALID, 0, "%zu mounts but no array of them", cfg->nmounts), -1;
 	for (size_t i = 0; i < cfg->nmounts; i++) {

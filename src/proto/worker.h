@@ -25,6 +25,13 @@
 #define WORKER_DEFAULT_MEMORY_MIB 256
 #define WORKER_DEFAULT_CMDLINE "quiet"
 #define WORKER_MAX_MOUNTS 16
+/*
+ * virtio devices a VM has room for (one GSI each, 5..23), and those every
+ * VM has besides its disks and mounts (rng, net, vsock, balloon): a launch
+ * fits when disks + mounts + WORKER_FIXED_DEVICES <= this.
+ */
+#define WORKER_MAX_VIRTIO_DEVICES 19
+#define WORKER_FIXED_DEVICES 4
 /* a virtio-fs tag: its config field is 36 bytes, not NUL-terminated when full */
 #define WORKER_MOUNT_TAG_MAX 36
 /* the most arguments worker_launch_argv() makes: each option twice, disks and mounts twice each */

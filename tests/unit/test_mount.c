@@ -134,6 +134,17 @@ Test(mount, plan_refuses_before_start)
 	expect_refused(&long_tag, 1, NULL, 0, "tag '0123");
 	expect_refused(&bad_path, 1, NULL, 0, "guest path 'w'");
 	expect_refused(&bad_policy, 1, NULL, 0, "symlink policy 7");
+	/* 8 volumes, the rootfs and 7 mounts: one more than the VM's device slots */
+	sm_mount seven[7];
+	sm_volume eight[8];
+	for (int i = 0; i < 8; i++)
+		eight[i] = (sm_volume){ .host_path = file, .guest_path = i ? "/v1" : "/v0" };
+	for (int i = 0; i < 7; i++)
+		seven[i] = (sm_mount){ .host_dir = dir_a };
+	expect_refused(seven, 7, eight, 8, "a VM has room for 15 disks and mounts together");
+	char *ok = plan_error(seven, 6, eight, 8);
+	cr_expect_null(ok, "6 mounts with 8 volumes fit: %s", ok);
+	free(ok);
 }
 
 Test(mount, plan_resolves)

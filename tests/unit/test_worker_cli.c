@@ -122,6 +122,14 @@ Test(worker_cli, option_errors)
 				"--disk", "10", "--disk", "11", "--disk", "12", "--disk", "13"));
 }
 
+Test(worker_cli, mount_directory_errors)
+{
+	expect_usage_error("--fs t: /nonexistent/dir: No such file or directory",
+			   ARGS("--kernel", "k", "--fs", "t,/nonexistent/dir"));
+	expect_usage_error("--fs t: /etc/hostname: not a directory",
+			   ARGS("--kernel", "k", "--fs", "t,/etc/hostname"));
+}
+
 Test(worker_cli, kernel_errors)
 {
 	expect_usage_error("kernel /nonexistent/vmlinux: No such file",
