@@ -199,7 +199,7 @@ void sm_child_free(sm_child *c);
  * leaves the fields that library does not know zero (else SM_E_INVALID,
  * naming the struct and both sizes). New fields are only ever appended;
  * the structs never embed one another by value (docs/api.md, ABI policy).
- * The element structs of arrays (sm_volume) and sm_assets are frozen: a
+ * The element structs of arrays (sm_volume, sm_mount) and sm_assets are frozen: a
  * new field there means a new struct.
  */
 
@@ -265,6 +265,38 @@ typedef struct sm_volume {
 #define SM_VOLUME_DEFAULT_SIZE (1ull << 30)
 
 /*
+ * What the guest may do with symbolic links under a host-directory mount
+ * (docs/mounts.md). In every policy a host symlink is never followed out
+ * of the shared directory unless the policy is SM_SYMLINKS_FOLLOW.
+ */
+typedef enum sm_symlinks {
+	SM_SYMLINKS_OPAQUE = 0, /* the guest may create symlinks; targets are stored verbatim, never resolved by the host */
+	SM_SYMLINKS_DENY,       /* the guest cannot create symlinks (EPERM) */
+	SM_SYMLINKS_FOLLOW,     /* existing host symlinks out of the directory are followed: a trusted tenant only */
+} sm_symlinks;
+
+/*
+ * A live host directory in the guest (virtio-fs). The guest sees the
+ * host's files as they change; nothing of it is part of a snapshot.
+ */
+typedef struct sm_mount {
+	const char *host_dir;   /* an existing directory */
+	const char *guest_path; /* absolute; /init mounts it there. NULL: mount the tag by hand */
+	const char *tag;        /* virtio-fs tag, 1..SM_MOUNT_TAG_MAX bytes; NULL = "smN", N its index */
+	bool read_only;         /* every write from the guest fails with EROFS */
+	sm_symlinks symlinks;
+} sm_mount;
+#define SM_MAX_MOUNTS 16
+#define SM_MOUNT_TAG_MAX 36
+
+/*
+ * Parses "HOSTDIR:GUESTPATH[:ro|:rw][,symlinks=deny|opaque|follow]" (the
+ * CLI's --mount) into m; the strings point into buf. 0, or -1 with
+ * SM_E_INVALID saying what is wrong. It does not look at the host.
+ */
+int sm_mount_parse(const char *spec, char *buf, size_t buflen, sm_mount *m, sm_error **err);
+
+/*
  * Parses a volume as `run -v` takes it: "HOSTFILE:GUESTPATH[:SIZE]" (SIZE
  * in bytes or with K, M, G, T; at least 1M). The strings of *v point
  * into buf, which must hold strlen(spec) + 1 bytes. 0, or -1
@@ -307,6 +339,14 @@ typedef struct sm_vm_config {
 	bool detached;
 	const char *label;         /* shown by `supermachine ps`; NULL = the image name */
 	/* end of the first layout (size 0) */
+	/*
+	 * Host directories shared into the guest, at most SM_MAX_MOUNTS. A
+	 * restore takes the snapshot's own when none are given; given, they
+	 * must have the snapshot's guest paths, tags and modes, and may name
+	 * other host directories.
+	 */
+	const sm_mount *mounts;
+	size_t nmounts;
 } sm_vm_config;
 #define SM_VM_CONFIG_INIT { .size = sizeof(sm_vm_config) }
 

@@ -10,6 +10,8 @@
 
 #include <supermachine.h>
 
+#include "cli/cli_vm.h"
+
 #define CLI_MAX_WARMUP 32
 
 struct cli_bake_opts {
@@ -22,6 +24,7 @@ struct cli_bake_opts {
 	const char *warmup[CLI_MAX_WARMUP]; /* each run as sh -c CMD */
 	size_t nwarmup;
 	const char *warmup_tag;
+	struct cli_mounts mounts;
 };
 
 /* Parses --snapshot-on's value: listener[=PORT], after=MS, heartbeat=N. 0 or -1 (said on stderr). */

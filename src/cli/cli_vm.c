@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -416,4 +417,33 @@ void cli_bad_option(int c, char **argv, const char *cmd)
 		fprintf(stderr, "supermachine: %s: %s: %s (see 'supermachine %s --help')\n", cmd, what, arg, cmd);
 	else
 		fprintf(stderr, "supermachine: %s: %s: -%c (see 'supermachine %s --help')\n", cmd, what, optopt, cmd);
+}
+
+int cli_mount_add(struct cli_mounts *ms, const char *spec, const char *cmd)
+{
+	sm_error *err = NULL;
+
+	if (ms->n == SM_MAX_MOUNTS) {
+		fprintf(stderr, "supermachine: %s: more than %d mounts\n", cmd, SM_MAX_MOUNTS);
+		return -1;
+	}
+	if (sm_mount_parse(spec, ms->buf[ms->n], sizeof(ms->buf[0]), &ms->m[ms->n], &err) < 0) {
+		cli_error(cmd, err);
+		return -1;
+	}
+	ms->n++;
+	return 0;
+}
+
+bool cli_volume_is_dir(const char *spec)
+{
+	char host[4096];
+	const char *colon = strchr(spec, ':');
+	struct stat st;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof(host))
+		return false;
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = 0;
+	return stat(host, &st) == 0 && S_ISDIR(st.st_mode);
 }

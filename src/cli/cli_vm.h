@@ -70,6 +70,16 @@ void cli_bad_option(int c, char **argv, const char *cmd);
 void cli_exec_opts_free(struct cli_exec_opts *o);
 /* A number 1..max for option what of cmd. 0, or -1 with a message on stderr. */
 int cli_number(const char *s, unsigned long max, unsigned long *v, const char *cmd, const char *what);
+/* Host directories given with --mount (or -v HOSTDIR:...), as sm_mount_parse reads them. */
+struct cli_mounts {
+	sm_mount m[SM_MAX_MOUNTS];
+	char buf[SM_MAX_MOUNTS][4200];
+	size_t n;
+};
+/* --mount SPEC. 0, or -1 with a message on stderr. */
+int cli_mount_add(struct cli_mounts *ms, const char *spec, const char *cmd);
+/* Whether -v SPEC names an existing host directory (a share), not a volume file. */
+bool cli_volume_is_dir(const char *spec);
 /* -p [ADDR:]HOST:GUEST. 0, or -1 with a message on stderr. */
 int cli_port_parse(const char *spec, struct cli_port *p, const char *cmd);
 

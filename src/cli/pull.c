@@ -41,6 +41,10 @@ static void pull_usage(FILE *out)
 		"  --net, --network NET          the baked VM's network: nat (the default:\n"
 		"                                outbound NAT) or none\n"
 		"  --no-net                      --net none\n"
+		"  --mount HOSTDIR:GUESTPATH[:ro][,symlinks=deny|opaque|follow]\n"
+		"                                share a host directory (virtio-fs); a\n"
+		"                                restore serves it again (run --mount\n"
+		"                                may name another host directory)\n"
 		"  --snapshot-on WHEN            capture when: ready (the agent answers;\n"
 		"                                default), listener[=PORT] (the workload\n"
 		"                                listens on a TCP port), after=MS,\n"
@@ -97,6 +101,8 @@ static int pull_bake_opt(struct cli_bake_opts *b, int c, const char *arg, int ar
 	case 'f':
 		b->force = true;
 		return 0;
+	case 'M':
+		return cli_mount_add(&b->mounts, arg, "pull");
 	}
 	return -1;
 }
@@ -115,6 +121,7 @@ int cmd_pull(int argc, char **argv)
 		{ "network", required_argument, NULL, 'O' },
 		{ "no-net", no_argument, NULL, 'X' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "mount", required_argument, NULL, 'M' },
 		{ "platform", required_argument, NULL, OPT_PLATFORM },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "plain-http", no_argument, NULL, OPT_PLAIN_HTTP },
@@ -161,8 +168,8 @@ int cmd_pull(int argc, char **argv)
 		return 2;
 	}
 	if (!bake.name && (bake.memory_mib || bake.vcpus || bake.nwarmup || bake.warmup_tag || bake.network_given ||
-			   bake.trigger || bake.force)) {
-		fprintf(stderr, "supermachine: pull: --memory, --vcpus, --net, --snapshot-on, --warmup, "
+			   bake.trigger || bake.force || bake.mounts.n)) {
+		fprintf(stderr, "supermachine: pull: --memory, --vcpus, --net, --mount, --snapshot-on, --warmup, "
 				"--warmup-tag and --force bake a snapshot: give --name NAME too\n");
 		return 2;
 	}

@@ -30,6 +30,7 @@ struct run_opts {
 	sm_volume volumes[RUN_MAX_VOLUMES];
 	char volume_buf[RUN_MAX_VOLUMES][4200];
 	size_t nvolumes;
+	struct cli_mounts mounts;
 	bool rm, detach, net, net_given, snapshot;
 	const char *entrypoint;  /* --entrypoint: NULL = the image's; "" = none */
 	const char *env_files[RUN_MAX_ENV_FILES];
@@ -77,6 +78,11 @@ static void run_usage(FILE *out)
 		"                       127.0.0.1; 0 = any) to GUEST in the VM (over vsock)\n"
 		"  -v, --volume HOSTFILE:GUESTPATH[:SIZE]\n"
 		"                       a persistent ext4 disk, made on first use (default 1G)\n"
+		"  -v, --volume HOSTDIR:GUESTPATH[:ro]\n"
+		"                       when HOSTDIR is a directory: as --mount\n"
+		"  --mount HOSTDIR:GUESTPATH[:ro][,symlinks=deny|opaque|follow]\n"
+		"                       share a host directory, live (virtio-fs); symlinks\n"
+		"                       leading out of it are refused unless 'follow'\n"
 		"  --memory MiB         guest memory (default 256)\n"
 		"  --vcpus N            virtual CPUs (default 1)\n"
 		"  --net, --network NET the guest's network: nat (the default: outbound NAT,\n"
@@ -186,7 +192,7 @@ static int run_entrypoint(struct run_opts *o)
 /* 0 parsed, 1 --help shown, -1 bad usage (said on stderr). */
 static int run_parse(int argc, char **argv, struct run_opts *o)
 {
-	enum { OPT_RM = 256, OPT_MEMORY, OPT_VCPUS, OPT_NET, OPT_NO_NET, OPT_NETWORK, OPT_ENV_FILE, OPT_ENTRYPOINT };
+	enum { OPT_RM = 256, OPT_MEMORY, OPT_VCPUS, OPT_NET, OPT_NO_NET, OPT_NETWORK, OPT_ENV_FILE, OPT_ENTRYPOINT, OPT_MOUNT };
 	static const struct option longopts[] = {
 		{ "rm", no_argument, NULL, OPT_RM },           { "detach", no_argument, NULL, 'd' },
 		{ "interactive", no_argument, NULL, 'i' },     { "tty", no_argument, NULL, 't' },
@@ -197,6 +203,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{ "no-net", no_argument, NULL, OPT_NO_NET },   { "help", no_argument, NULL, 'h' },
 		{ "network", required_argument, NULL, OPT_NETWORK }, { "env-file", required_argument, NULL, OPT_ENV_FILE },
 		{ "entrypoint", required_argument, NULL, OPT_ENTRYPOINT },
+		{ "mount", required_argument, NULL, OPT_MOUNT },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long v;
@@ -227,7 +234,11 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				return -1;
 			break;
 		case 'v':
-			if (run_volume(o, optarg) < 0)
+			if ((cli_volume_is_dir(optarg) ? cli_mount_add(&o->mounts, optarg, "run") : run_volume(o, optarg)) < 0)
+				return -1;
+			break;
+		case OPT_MOUNT:
+			if (cli_mount_add(&o->mounts, optarg, "run") < 0)
 				return -1;
 			break;
 		case OPT_MEMORY:
@@ -292,6 +303,8 @@ static void run_config(const struct run_opts *o, sm_vm_config *cfg)
 		.vcpus = o->vcpus,
 		.volumes = o->volumes,
 		.nvolumes = o->nvolumes,
+		.mounts = o->mounts.m,
+		.nmounts = o->mounts.n,
 		.network = o->net,
 		.env = o->x.env,
 		.workdir = o->x.workdir,

@@ -24,6 +24,7 @@
 #include "base/error.h"
 #include "lib/hostcheck.h"
 #include "lib/log.h"
+#include "lib/vm_mount.h"
 #include "oci/oci.h"
 
 #define SNAP_CAPTURE_TIMEOUT_MS 600000
@@ -496,7 +497,36 @@ static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asse
 		l->disks[1 + i].path = v->host_path;
 		l->disks[1 + i].read_only = v->read_only;
 	}
-	return vm_spawn_launch(vm, l, assets->worker, cfg->detached, err);
+	/* m->mounts are already this restore's (restore_mounts) */
+	sm_vm_config same = { .volumes = cfg->volumes, .nvolumes = cfg->nvolumes };
+	struct vm_mounts ms;
+	if (vm_mounts_restore(m->mounts, &same, &ms, err) < 0)
+		return -1;
+	vm_mounts_launch(&ms, l);
+	int rc = vm_spawn_launch(vm, l, assets->worker, cfg->detached, err);
+	vm_mounts_free(&ms);
+	return rc;
+}
+
+/*
+ * The host directories this restore serves: the snapshot's, or cfg's in
+ * their place. m->mounts becomes them, so a capture of the clone records
+ * what it really had.
+ */
+static int restore_mounts(struct snap_meta *m, const sm_vm_config *cfg, sm_error **err)
+{
+	struct vm_mounts ms;
+	json_t *now;
+
+	if (vm_mounts_restore(m->mounts, cfg, &ms, err) < 0)
+		return -1;
+	now = vm_mounts_json(&ms, true);
+	vm_mounts_free(&ms);
+	if (!now)
+		return sm_error_set(err, SM_E_NOMEM, 0, "mounts"), -1;
+	json_decref(m->mounts);
+	m->mounts = now;
+	return 0;
 }
 
 static int restore_balloon(struct sm_vm *vm, sm_error **err)
@@ -579,7 +609,7 @@ sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *given, sm_erro
 	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0 ||
 	    vm_assets_find(cfg->assets, &assets, err) < 0 || snapshot_check(dir, &assets, m, err) < 0)
 		goto fail;
-	if (restore_cfg_check(m, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 ||
+	if (restore_cfg_check(m, cfg, err) < 0 || restore_mounts(m, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 ||
 	    restore_run(vm, dir, &assets, m, cfg, err) < 0)
 		goto fail;
 	snapmeta_release(m);

@@ -64,6 +64,7 @@ struct snap_meta {
 	json_t *image_config;       /* {entrypoint, cmd, env, working_dir, user, stop_signal} or NULL */
 	json_t *workload;           /* the workload's argv (array of strings) or NULL */
 	json_t *bake;               /* how it was baked (bake.c's cache key) or NULL */
+	json_t *mounts;             /* host-directory mounts (vm_mounts_json, with host dirs) or NULL */
 };
 
 /* ---- metadata (snapshot_meta.c) ---- */

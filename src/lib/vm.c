@@ -30,6 +30,7 @@
 #include "lib/exec.h"
 #include "lib/guestcfg.h"
 #include "lib/snapshot.h"
+#include "lib/vm_mount.h"
 #include "oci/oci.h"
 
 #define VM_THROUGHPUT_VCPUS 4u
@@ -43,6 +44,7 @@ struct vm_plan {
 	char **env;                 /* merged image Env + overrides, NULL-terminated */
 	struct worker_disk disks[1 + VM_MAX_VOLUMES];
 	unsigned ndisks;
+	struct vm_mounts mounts;
 	char initrd[VM_PATH_MAX + 16];
 };
 
@@ -346,7 +348,7 @@ static int vm_plan_volumes(struct vm_plan *p, struct sm_vm *vm, const sm_vm_conf
 			return sm_error_set(err, SM_E_NOMEM, 0, "volumes"), -1;
 		p->disks[p->ndisks++] = (struct worker_disk){ .path = v->host_path, .read_only = v->read_only };
 	}
-	return 0;
+	return vm_mounts_plan(cfg, &p->mounts, err);
 }
 
 int vm_signal_parse(const char *s)
@@ -371,7 +373,7 @@ int vm_signal_parse(const char *s)
 
 static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_config *cfg, sm_error **err)
 {
-	struct proto_volume vols[VM_MAX_VOLUMES];
+	struct proto_volume vols[VM_MAX_VOLUMES + SM_MAX_MOUNTS];
 	char devs[VM_MAX_VOLUMES][16];
 	const struct oci_image_config *ic = p->img ? &p->img->config : NULL;
 	struct proto_config pc = {
@@ -400,7 +402,7 @@ static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_confi
 		vols[i] = (struct proto_volume){ devs[i], cfg->volumes[i].guest_path, "",
 						 cfg->volumes[i].read_only ? PROTO_VOL_RO : 0 };
 	}
-	pc.nvolumes = (uint32_t)cfg->nvolumes;
+	pc.nvolumes = (uint32_t)cfg->nvolumes + vm_mounts_guest(&p->mounts, vols + cfg->nvolumes);
 	pc.volumes = vols;
 	snprintf(p->initrd, sizeof(p->initrd), "%s/initrd.cpio", vm->dir);
 	return guestcfg_write_initrd(p->assets.initramfs, &pc, p->initrd, err);
@@ -424,6 +426,7 @@ static int vm_spawn(struct sm_vm *vm, struct vm_plan *p, const sm_vm_config *cfg
 	};
 
 	memcpy(l.disks, p->disks, p->ndisks * sizeof(p->disks[0]));
+	vm_mounts_launch(&p->mounts, &l);
 	return vm_spawn_launch(vm, &l, p->assets.worker, cfg->detached, err);
 }
 
@@ -519,7 +522,11 @@ static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm
 		m->image_config = vm_image_config_json(&p->img->config);
 	}
 	m->workload = wl ? snapmeta_strv(wl) : NULL;
-	rc = vm_write_boot_record(vm, m, err);
+	m->mounts = vm_mounts_json(&p->mounts, true);
+	if (m->mounts)
+		rc = vm_write_boot_record(vm, m, err);
+	else
+		sm_error_set(err, SM_E_NOMEM, 0, "boot record");
 	snapmeta_release(m);
 	free(m);
 	return rc;
@@ -578,6 +585,7 @@ static void vm_plan_free(struct vm_plan *p)
 {
 	oci_image_free(p->img);
 	strv_free(p->env);
+	vm_mounts_free(&p->mounts);
 }
 
 struct sm_vm *vm_alloc(void)

@@ -15,6 +15,7 @@
 
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
+#include "devices/virtio/fs.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
@@ -27,8 +28,8 @@
 #include "proto/worker.h"
 
 #define VSOCK_GUEST_CID 3
-/* rng, the disks, net, vsock, balloon */
-#define WORKER_MAX_DEVICES (WORKER_MAX_DISKS + 4)
+/* rng, the disks, net, vsock, balloon, the mounts */
+#define WORKER_MAX_DEVICES (WORKER_MAX_DISKS + 4 + WORKER_MAX_MOUNTS)
 
 struct worker {
 	struct worker_launch opt;
@@ -40,6 +41,8 @@ struct worker {
 	struct virtio_dev *dev[WORKER_MAX_DEVICES];
 	const struct device_kind *dev_kind[WORKER_MAX_DEVICES];
 	unsigned ndevs;
+	/* each --fs directory, opened first (O_PATH); -1 once its device has it */
+	int mount_fd[WORKER_MAX_MOUNTS];
 	struct vm_snapshot snap;
 	int signal_fd;
 };
@@ -86,6 +89,7 @@ static unsigned count_disks(const struct worker *w) { return w->opt.ndisks; }
 static unsigned count_net(const struct worker *w) { return w->opt.net; }
 static unsigned count_vsock(const struct worker *w) { return w->opt.vsock != NULL; }
 static unsigned count_balloon(const struct worker *w) { return w->opt.balloon; }
+static unsigned count_mounts(const struct worker *w) { return w->opt.nmounts; }
 
 static struct virtio_dev *make_rng(struct worker *w, unsigned i)
 {
@@ -119,6 +123,52 @@ static struct virtio_dev *make_balloon(struct worker *w, unsigned i)
 	return virtio_balloon_create(&w->vm->mem);
 }
 
+/*
+ * The shared directories, opened before anything else (no KVM needed to
+ * be told one is missing or a file) and long before the sandbox.
+ */
+static int mounts_open(struct worker *w)
+{
+	char msg[600];
+
+	for (unsigned i = 0; i < w->opt.nmounts; i++) {
+		const struct worker_mount *m = &w->opt.mounts[i];
+		int fd = virtio_fs_open_root(m->dir);
+		if (fd < 0) {
+			snprintf(msg, sizeof(msg), "--fs %s: %s: %s", m->tag, m->dir,
+				 fd == -ENOTDIR ? "not a directory" : strerror(-fd));
+			return usage_error(msg);
+		}
+		w->mount_fd[i] = fd;
+	}
+	return -1;
+}
+
+/* The contract's policy and tag are the device's, by value */
+_Static_assert((int)WORKER_SYMLINKS_DENY == (int)VIRTIO_FS_SYMLINKS_DENY &&
+		       (int)WORKER_SYMLINKS_FOLLOW == (int)VIRTIO_FS_SYMLINKS_FOLLOW,
+	       "enum worker_symlinks is enum virtio_fs_symlinks");
+_Static_assert(WORKER_MOUNT_TAG_MAX == VIRTIO_FS_TAG_BYTES, "a --fs tag fits the device's config space");
+
+static struct virtio_dev *make_mount(struct worker *w, unsigned i)
+{
+	const struct worker_mount *m = &w->opt.mounts[i];
+	struct virtio_fs_options fo = {
+		.tag = m->tag,
+		.read_only = m->read_only,
+		.symlinks = (enum virtio_fs_symlinks)m->symlinks,
+	};
+	int fd = w->mount_fd[i];
+
+	w->mount_fd[i] = -1; /* the device's now, whatever happens */
+	return virtio_fs_create(&w->vm->mem, fd, &fo);
+}
+
+static void what_mount(const struct worker *w, unsigned i, char *buf, size_t len)
+{
+	snprintf(buf, len, "--fs %s: directory %s", w->opt.mounts[i].tag, w->opt.mounts[i].dir);
+}
+
 static void what_disk(const struct worker *w, unsigned i, char *buf, size_t len)
 {
 	snprintf(buf, len, "disk %s", w->opt.disks[i].path);
@@ -148,6 +198,8 @@ static const struct device_kind {
 	{ "--net", NULL, count_net, make_net, NULL, "net", virtio_net_control },
 	{ NULL, what_vsock, count_vsock, make_vsock, NULL, "vsock", virtio_vsock_control },
 	{ "--balloon", NULL, count_balloon, make_balloon, NULL, "balloon", virtio_balloon_control },
+	/* last: snapshots taken before mounts existed keep their device slots */
+	{ NULL, what_mount, count_mounts, make_mount, NULL, NULL, NULL },
 };
 
 /* The i-th device of kind k, created and placed; kept for teardown even if placing fails. */
@@ -171,6 +223,11 @@ static int add_device(struct worker *w, const struct device_kind *k, unsigned i,
 	w->dev[w->ndevs] = d;
 	w->dev_kind[w->ndevs++] = k;
 	rc = vmm_attach_virtio(w->vm, d);
+	if (rc == -ENOSPC) {
+		snprintf(msg, len, "%s: too many devices: a VM has room for %d virtio devices", what,
+			 VM_MAX_VIRTIO);
+		return -1;
+	}
 	if (rc < 0) {
 		snprintf(msg, len, "%s: %s", what, strerror(-rc));
 		return -1;
@@ -326,7 +383,11 @@ static int restore_setup(struct worker *w, const struct timespec *t0, struct vmm
 static int worker_setup(struct worker *w, const struct timespec *t0)
 {
 	struct vmm_err err = { { 0 } };
-	int status = w->opt.restore ? restore_setup(w, t0, &err) : boot_setup(w, t0, &err);
+	int status = mounts_open(w);
+
+	if (status >= 0)
+		return status;
+	status = w->opt.restore ? restore_setup(w, t0, &err) : boot_setup(w, t0, &err);
 
 	if (status >= 0)
 		return status;
@@ -342,6 +403,7 @@ static int worker_setup(struct worker *w, const struct timespec *t0)
 		.mode = sandbox_mode_from_env(),
 		.sockets = w->opt.net || w->opt.vsock,
 		.snapshots = w->opt.control != NULL,
+		.mounts = w->opt.nmounts > 0,
 	};
 	if (sandbox_apply(&so, &err) < 0) {
 		fprintf(stderr, VMM_LOG_PREFIX "%s\n", err.msg);
@@ -371,6 +433,9 @@ static void worker_teardown(struct worker *w)
 		console_close(&w->console);
 	for (unsigned i = 0; i < w->ndevs; i++)
 		virtio_dev_free(w->dev[i]);
+	for (unsigned i = 0; i < WORKER_MAX_MOUNTS; i++)
+		if (w->mount_fd[i] >= 0)
+			close(w->mount_fd[i]);
 	vm_destroy(w->vm);
 	snap_reader_free(w->snap.st);
 	if (w->signal_fd >= 0)
@@ -386,6 +451,8 @@ int main(int argc, char **argv)
 	int status;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned i = 0; i < WORKER_MAX_MOUNTS; i++)
+		w.mount_fd[i] = -1;
 	/* Whatever the parent leaked is not ours to keep once the guest runs. */
 	close_range(3, ~0U, 0);
 	if (worker_launch_parse(argc, argv, &w.opt, msg, sizeof(msg)) < 0) {
