@@ -812,7 +812,7 @@ typedef struct sm_prune_report {
 	size_t size;                /* sizeof(sm_prune_report) */
 	uint64_t vms;               /* runtime directories of ended VMs removed */
 	uint64_t vm_bytes;
-	uint64_t store_bytes;       /* blobs, root filesystems and tmp/ files freed */
+	uint64_t store_bytes;       /* blobs, root filesystems, tmp/ files and half-written snapshots freed */
 	/* end of the first layout */
 } sm_prune_report;
 #define SM_PRUNE_REPORT_INIT { .size = sizeof(sm_prune_report) }
@@ -821,7 +821,8 @@ typedef struct sm_prune_report {
  * Removes the runtime directories of VMs whose worker is gone (started
  * more than a minute ago, so a VM being started is never caught), then
  * the blobs and root filesystems no stored name or snapshot uses and
- * tmp/ (waiting for pulls in progress to finish). r (may be NULL; its
+ * tmp/ (waiting for pulls in progress to finish), and the half-written
+ * snapshots a killed capture left (untouched for 10 minutes). r (may be NULL; its
  * size set) says what went. 0 or -1.
  */
 int sm_store_prune(sm_prune_report *r, sm_error **err);

@@ -43,7 +43,8 @@ bool snapshot_name_valid(const char *name)
 		return false;
 	if (!((c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z') || (c0 >= '0' && c0 <= '9')))
 		return false;
-	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n &&
+	       !strstr(name, SNAP_PARTIAL_MARK);
 }
 
 int snapshot_base(char *out, size_t len, sm_error **err)
@@ -224,6 +225,57 @@ static void dir_remove(const char *dir)
 	rmdir(dir);
 }
 
+/* A flat directory's allocated bytes, and its newest mtime. */
+static uint64_t dir_bytes(const char *dir, time_t *newest)
+{
+	char path[4400];
+	struct dirent *de;
+	struct stat st;
+	uint64_t n = 0;
+	DIR *d = opendir(dir);
+
+	while (d && (de = readdir(d))) {
+		if (strcmp(de->d_name, "..") == 0)
+			continue; /* "." counts: the directory itself changes as files come and go */
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (lstat(path, &st) < 0)
+			continue;
+		n += (uint64_t)st.st_blocks * 512u;
+		if (st.st_mtime > *newest)
+			*newest = st.st_mtime;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+int snapshot_prune_partial(unsigned min_age_s, uint64_t *bytes, sm_error **err)
+{
+	char base[4096], path[4400];
+	struct dirent *de;
+	DIR *d;
+
+	if (snapshot_base(base, sizeof(base), err) < 0)
+		return -1;
+	d = opendir(base);
+	if (!d)
+		return sm_error_set(err, SM_E_IO, errno, "open %s", base), -1;
+	while ((de = readdir(d))) {
+		time_t newest = 0;
+		uint64_t n;
+		if (de->d_name[0] == '.' || !strstr(de->d_name, SNAP_PARTIAL_MARK))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
+		n = dir_bytes(path, &newest); /* a capture still writing keeps touching its files */
+		if (time(NULL) - newest < (time_t)min_age_s)
+			continue;
+		dir_remove(path);
+		*bytes += n;
+	}
+	closedir(d);
+	return 0;
+}
+
 /*
  * Moves tmp to dir; an existing dir is replaced when asked (moved aside,
  * then removed). The parent directory is fsync'ed after the rename that
@@ -392,7 +444,7 @@ int snapshot_capture(struct sm_vm *vm, const char *dir, const struct snapshot_ex
 	if (vm_check(vm, "snapshot", err) < 0 || snapmeta_load(boot, true, m, err) < 0)
 		goto out;
 	/* beside the target, so the final rename stays in one filesystem */
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.partial-XXXXXX", dir) >= sizeof(tmp) || !mkdtemp(tmp)) {
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s" SNAP_PARTIAL_MARK "XXXXXX", dir) >= sizeof(tmp) || !mkdtemp(tmp)) {
 		sm_error_set(err, SM_E_IO, errno, "create a directory beside %s", dir);
 		goto out;
 	}

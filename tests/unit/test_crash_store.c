@@ -17,10 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <supermachine.h>
 
 #include "../fixtures/oci_fixture.h"
 
@@ -179,4 +182,53 @@ Test(crash_store, pull_killed_from_a_registry)
 	fx_server_stop(&reg);
 	if (aux.pid > 0)
 		fx_server_stop(&aux);
+}
+
+/* A half-written capture (NAME.partial-XXXXXX, what a bake killed mid-capture leaves). */
+static void make_partial(const char *home, const char *name, time_t age_s)
+{
+	char dir[4300], file[4400];
+	struct timespec t[2] = { { .tv_sec = time(NULL) - age_s }, { .tv_sec = time(NULL) - age_s } };
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/snapshots", home);
+	mkdir(dir, 0700);
+	snprintf(dir, sizeof(dir), "%s/snapshots/%s", home, name);
+	cr_assert(mkdir(dir, 0700) == 0);
+	snprintf(file, sizeof(file), "%s/memory", dir);
+	f = fopen(file, "w");
+	cr_assert(f);
+	for (int i = 0; i < 64; i++)
+		fputs("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", f);
+	fclose(f);
+	cr_assert(utimensat(AT_FDCWD, file, t, 0) == 0 && utimensat(AT_FDCWD, dir, t, 0) == 0);
+}
+
+Test(crash_store, a_killed_capture_is_no_snapshot_and_prune_collects_it)
+{
+	char *home = fx_tmpdir(), env[4400], path[4400];
+	sm_prune_report r = SM_PRUNE_REPORT_INIT;
+	sm_snapshot_list *l;
+	sm_error *err = NULL;
+
+	snprintf(env, sizeof(env), "SUPERMACHINE_HOME=%s", home);
+	putenv(env);
+	make_partial(home, "web.partial-Ab12Cd", 3600);
+	make_partial(home, "db.partial-Ef34Gh", 0);
+	l = sm_snapshot_list_load(&err);
+	cr_assert(l, "%s", err ? sm_error_string(err) : "");
+	cr_expect_eq(sm_snapshot_list_count(l), 0, "a half-written capture is listed as a snapshot");
+	sm_snapshot_list_free(l);
+	cr_expect_null(sm_vm_restore("web.partial-Ab12Cd", NULL, &err), "a half-written capture restores");
+	cr_expect(err && sm_error_code(err) == SM_E_INVALID, "%s", err ? sm_error_string(err) : "no error");
+	sm_error_free(err);
+	err = NULL;
+	cr_assert(sm_store_prune(&r, &err) == 0, "%s", err ? sm_error_string(err) : "");
+	snprintf(path, sizeof(path), "%s/snapshots/web.partial-Ab12Cd", home);
+	cr_expect_not(fx_exists(path), "prune left the stale capture");
+	snprintf(path, sizeof(path), "%s/snapshots/db.partial-Ef34Gh", home);
+	cr_expect(fx_exists(path), "prune took a capture that may still be writing");
+	cr_expect_geq(r.store_bytes, 4096, "freed %llu bytes", (unsigned long long)r.store_bytes);
+	fx_rmrf(home);
+	free(home);
 }
