@@ -303,7 +303,7 @@ int vm_mounts_restore(const json_t *saved, const sm_vm_config *cfg, struct vm_mo
 		const sm_mount *g = &cfg->mounts[i];
 		bool same_path = (!g->guest_path && !m[i].guest_path) ||
 				 (g->guest_path && m[i].guest_path && strcmp(g->guest_path, m[i].guest_path) == 0);
-		char tag[16];
+		char tag[24]; /* "sm" and any size_t */
 		snprintf(tag, sizeof(tag), "sm%zu", i);
 		if (!same_path || strcmp(g->tag ? g->tag : tag, m[i].tag) || g->read_only != m[i].read_only ||
 		    g->symlinks != m[i].symlinks)
