@@ -12,6 +12,9 @@
  *                      while another process opens through it
  *   hold FILE OUT      opens FILE, then on SIGUSR1 reads it through the
  *                      same descriptor into OUT (a handle across a restore)
+ *   log FILE FIRST     appends "rec N" lines to FILE from N = FIRST on,
+ *                      fdatasync after each, and prints "ack N" once the
+ *                      sync returned, until killed (tests/vm/test_crash.c)
  * A static musl binary: the busybox fixture has no compiler.
  */
 #define _GNU_SOURCE
@@ -284,6 +287,21 @@ static int hold(const char *file, const char *out)
 	return put(out, n > 0 ? buf : "read failed", O_TRUNC) < 0;
 }
 
+static int append_log(const char *file, long first)
+{
+	int fd = open(file, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	char line[32];
+
+	if (fd < 0)
+		return perror(file), 1;
+	for (long n = first;; n++) {
+		int len = snprintf(line, sizeof(line), "rec %08ld\n", n);
+		if (write(fd, line, (size_t)len) != len || fdatasync(fd) < 0)
+			return perror(file), 1;
+		printf("ack %ld\n", n);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -300,8 +318,10 @@ int main(int argc, char **argv)
 		race(argv[2], atoi(argv[3]));
 	} else if (argc == 4 && strcmp(argv[1], "hold") == 0) {
 		return hold(argv[2], argv[3]);
+	} else if (argc == 4 && strcmp(argv[1], "log") == 0) {
+		return append_log(argv[2], atol(argv[3]));
 	} else {
-		fprintf(stderr, "usage: sm-fsprobe ops|ro DIR | policy DIR P | race DIR S | hold FILE OUT\n");
+		fprintf(stderr, "usage: sm-fsprobe ops|ro DIR | policy DIR P | race DIR S | hold FILE OUT | log FILE FIRST\n");
 		return 2;
 	}
 	return fails > 100 ? 100 : fails;
