@@ -237,11 +237,11 @@ Test(vm_host, runtime_base_must_be_private)
 
 Test(vm_host, signal_names)
 {
-	cr_expect_eq(vm_signal_parse("SIGINT"), 2);
-	cr_expect_eq(vm_signal_parse("TERM"), 15);
-	cr_expect_eq(vm_signal_parse("9"), 9);
-	cr_expect_eq(vm_signal_parse("SIGNOPE"), 0);
-	cr_expect_eq(vm_signal_parse("999"), 0);
+	cr_expect_eq(sm_signal_parse("SIGINT"), 2);
+	cr_expect_eq(sm_signal_parse("TERM"), 15);
+	cr_expect_eq(sm_signal_parse("9"), 9);
+	cr_expect_eq(sm_signal_parse("SIGNOPE"), 0);
+	cr_expect_eq(sm_signal_parse("999"), 0);
 }
 
 Test(vm_host, cli_port_specs)
