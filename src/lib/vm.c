@@ -789,6 +789,19 @@ static void vm_ended(struct sm_vm *vm)
 	vm_runtime_prune(vm, vm_meta_read(vm->dir, &m, NULL) == 0 && m.restartable);
 }
 
+static int vm_record_stopping(struct vm_meta *m, void *arg)
+{
+	(void)arg;
+	m->stopping = true;
+	return 0;
+}
+
+void vm_mark_stopping(struct sm_vm *vm)
+{
+	if (vm->keep && vm->dir[0])
+		vm_meta_update(vm, vm_record_stopping, NULL, NULL);
+}
+
 void sm_vm_set_exit_code(sm_vm *vm, int code)
 {
 	vm->exit_code_set = true;
@@ -809,6 +822,7 @@ int sm_vm_stop(sm_vm *vm, uint32_t grace_ms, sm_error **err)
 		grace_ms = vm->stop_timeout_ms ? vm->stop_timeout_ms : VM_DEFAULT_GRACE_MS;
 	if (sm_vm_running(vm)) {
 		sm_error *e = NULL;
+		vm_mark_stopping(vm); /* whoever watches it must not restart it */
 		/* the guest syncs and unmounts its disks before it powers off */
 		if (agent_shutdown(&vm->target, grace_ms, &e) < 0)
 			sm_error_free(e);
@@ -963,6 +977,7 @@ static int vm_record_restart(struct vm_meta *m, void *arg)
 	m->finished = 0;
 	m->exit_code = -1;
 	m->restarts++;
+	m->stopping = false;
 	return 0;
 }
 
@@ -978,6 +993,8 @@ int sm_vm_restart(sm_vm *vm, sm_error **err)
 	if (!m.restartable)
 		return sm_error_set(err, SM_E_INVALID, 0, "restart: VM %s was restored from a snapshot, not booted",
 				    vm->id), -1;
+	if (m.stopping)
+		return sm_error_set(err, SM_E_INVALID, 0, "restart: VM %s was stopped on request", vm->id), -1;
 	argv = vm_args_load(vm, err);
 	if (!argv)
 		return -1;

@@ -130,6 +130,7 @@ struct vm_meta {
 	char command[512];
 	char console[4096];
 	bool detached, keep, network, restartable;
+	bool stopping;       /* stopped or removed on request: not to be restarted */
 	uint32_t memory_mib;
 	unsigned vcpus;
 	uint32_t stop_timeout_ms;
@@ -191,6 +192,8 @@ struct vm_machine {
 /* Writes meta.json for `ps`; command may be NULL. */
 int vm_record_meta(struct sm_vm *vm, const sm_vm_config *cfg, const char *label, const char *const *command,
 		   const struct vm_machine *mach, sm_error **err);
+/* Records in meta.json that vm is being stopped on request (kept VMs only): sm_vm_restart() then refuses. */
+void vm_mark_stopping(struct sm_vm *vm);
 /* The name, keep flag and stop grace of cfg into vm, the name reserved (vm_runtime_name). */
 int vm_take_config(struct sm_vm *vm, const sm_vm_config *cfg, sm_error **err);
 /* The stats reply of the worker's WORKER_CTL_USAGE into out (fields up to out->size). */

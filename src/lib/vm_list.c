@@ -303,6 +303,7 @@ int sm_vm_remove(const char *id_or_name, bool force, sm_error **err)
 			sm_vm_free(vm);
 			return -1;
 		}
+		vm_mark_stopping(vm); /* not to be restarted by its watcher */
 		kill(vm->pid, SIGKILL); /* as docker rm -f: no grace */
 		vm_wait_exit(vm, 5000);
 	}

@@ -286,12 +286,13 @@ static json_t *meta_volumes_json(const struct vm_meta *m)
 
 char *vm_meta_dump(const struct vm_meta *m)
 {
-	json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:i, s:i, "
+	json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:i, s:i, "
 			      "s:i, s:s, s:i, s:o, s:o}",
 			      "id", m->id, "name", m->name, "pid", (json_int_t)m->pid, "created", (json_int_t)m->created,
 			      "started", (json_int_t)m->started, "finished", (json_int_t)m->finished, "exit_code",
 			      m->exit_code, "image", m->image, "command", m->command, "console", m->console, "detached",
 			      m->detached, "keep", m->keep, "network", m->network, "restartable", m->restartable,
+			      "stopping", m->stopping,
 			      "memory_mib", (int)m->memory_mib, "vcpus", (int)m->vcpus, "stop_timeout_ms",
 			      (int)m->stop_timeout_ms, "restart", m->restart, "restarts", (int)m->restarts, "ports",
 			      meta_ports_json(m), "volumes", meta_volumes_json(m));
@@ -440,6 +441,7 @@ int vm_meta_parse(const char *text, struct vm_meta *m, const char **why)
 	m->keep = meta_bool(j, "keep");
 	m->network = meta_bool(j, "network");
 	m->restartable = meta_bool(j, "restartable");
+	m->stopping = meta_bool(j, "stopping");
 	rc = 0;
 out:
 	json_decref(j);
