@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -286,6 +287,23 @@ out:
 	sm_child_free(s.child);
 	sm_exec_free(x);
 	return status;
+}
+
+bool cli_help_only(int argc, char **argv, void (*usage)(FILE *out), int *rc)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 1;
+	c = getopt_long(argc, argv, "+h", longopts, NULL);
+	if (c == -1)
+		return true;
+	usage(c == 'h' ? stdout : stderr);
+	*rc = c == 'h' ? 0 : CLI_EXIT_FAILED;
+	return false;
 }
 
 /* ---- what ps shows ---- */

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <supermachine.h>
 
@@ -59,6 +60,13 @@ void cli_error(const char *cmd, sm_error *err);
 #define CLI_EXIT_FAILED 125
 /* Docker's for a command that is not `run`: its own failures are 1, a bad flag 125 as for run. */
 #define CLI_EXIT_ERROR 1
+
+/*
+ * The options of a command that has none but -h/--help ("+": they end at
+ * the first operand). true: go on from optind; false: return *rc (help
+ * shown: 0, a bad option: CLI_EXIT_FAILED).
+ */
+bool cli_help_only(int argc, char **argv, void (*usage)(FILE *out), int *rc);
 
 /* Docker's duration words (go-units HumanDuration): "Less than a second", "3 minutes", "About an hour". */
 void cli_human_duration(int64_t seconds, char *out, size_t len);

@@ -8,9 +8,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <libgen.h>
 #include <poll.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,25 +274,14 @@ static int cp_operands(const char *a, const char *b, struct cli_cp_spec *src, st
 
 int cmd_cp(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct cli_cp_spec src, dst;
 	char guest[CP_PATH_MAX];
 	sm_error *err = NULL;
 	sm_vm *vm;
-	int c, rc;
+	int rc = 0;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			cp_usage(stdout);
-			return 0;
-		}
-		cp_usage(stderr);
-		return CLI_EXIT_FAILED;
-	}
+	if (!cli_help_only(argc, argv, cp_usage, &rc))
+		return rc;
 	if (argc - optind != 2) {
 		fprintf(stderr, "supermachine: cp: want SRC and DEST (see 'supermachine cp --help')\n");
 		return CLI_EXIT_FAILED;

@@ -69,23 +69,12 @@ static int inspect_image(const char *name)
 
 int cmd_inspect(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	sm_error *err = NULL;
 	sm_vm_list *l;
-	int c, rc = 0;
+	int rc = 0;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			inspect_usage(stdout);
-			return 0;
-		}
-		inspect_usage(stderr);
-		return CLI_EXIT_FAILED;
-	}
+	if (!cli_help_only(argc, argv, inspect_usage, &rc))
+		return rc;
 	if (optind >= argc) {
 		inspect_usage(stderr);
 		return CLI_EXIT_FAILED;

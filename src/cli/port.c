@@ -52,25 +52,14 @@ static int port_list(const sm_vm_info *v, unsigned want)
 
 int cmd_port(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const sm_vm_info *v;
 	sm_error *err = NULL;
 	unsigned want = 0;
 	sm_vm_list *l;
-	int c, rc = 0;
+	int rc = 0;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			port_usage(stdout);
-			return 0;
-		}
-		port_usage(stderr);
-		return CLI_EXIT_FAILED;
-	}
+	if (!cli_help_only(argc, argv, port_usage, &rc))
+		return rc;
 	if (argc - optind < 1 || argc - optind > 2 || (argc - optind == 2 && !(want = port_guest(argv[optind + 1])))) {
 		port_usage(stderr);
 		return CLI_EXIT_FAILED;

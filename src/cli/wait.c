@@ -50,21 +50,10 @@ static int wait_one(const char *name, int *code)
 
 int cmd_wait(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int c, rc = 0, code = -1;
+	int rc = 0, code = -1;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			wait_usage(stdout);
-			return 0;
-		}
-		wait_usage(stderr);
-		return CLI_EXIT_FAILED;
-	}
+	if (!cli_help_only(argc, argv, wait_usage, &rc))
+		return rc;
 	if (optind >= argc) {
 		fprintf(stderr, "supermachine: wait: want at least one VM (see 'supermachine ps')\n");
 		return CLI_EXIT_FAILED;
