@@ -201,8 +201,12 @@ Test(run, detached_service_ps_exec_logs_stop)
 	cr_expect_eq(rc, 0, "stop: %s", s(err));
 	free(out), free(err);
 
+	/* run without --rm: kept, stopped, until rm */
+	rc = cli(&out, &err, (const char *[]){ "ps", NULL });
+	cr_expect(!strstr(s(out), id), "a stopped VM listed as running: %s", s(out));
+	free(out), free(err);
 	rc = cli(&out, &err, (const char *[]){ "ps", "-a", NULL });
-	cr_expect(!strstr(s(out), id), "stopped VM still listed: %s", s(out));
+	cr_expect(strstr(s(out), id) && strstr(s(out), "Exited ("), "stopped VM not kept: %s", s(out));
 	free(out), free(err);
 	/* the forwarder process notices the worker's exit through its pidfd, a moment after stop returns */
 	char *late = fx_http_get(port);
@@ -216,6 +220,12 @@ Test(run, detached_service_ps_exec_logs_stop)
 	rc = cli(&out, &err, (const char *[]){ "exec", id, "true", NULL });
 	cr_expect_eq(rc, 125, "exec after stop: %d", rc);
 	cr_expect(strstr(s(err), id), "exec after stop: %s", s(err));
+	free(out), free(err);
+	rc = cli(&out, &err, (const char *[]){ "rm", id, NULL });
+	cr_expect_eq(rc, 0, "rm of a stopped VM: %s", s(err));
+	free(out), free(err);
+	rc = cli(&out, &err, (const char *[]){ "ps", "-a", NULL });
+	cr_expect(!strstr(s(out), id), "removed VM still listed: %s", s(out));
 	free(out), free(err);
 	free(id);
 
