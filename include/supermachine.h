@@ -390,7 +390,9 @@ void sm_vm_set_exit_code(sm_vm *vm, int code);
  * Boots a kept VM again that was booted (not restored) and has ended,
  * in place: the same ID, name, disks and guest configuration; its
  * restart count goes up. Returns once its agent answers, or its
- * workload already ended. SM_E_INVALID for a running or restored VM.
+ * workload already ended. SM_E_INVALID for a running or restored VM, and
+ * for one stopped or removed on request (sm_vm_stop, sm_vm_remove), which
+ * a restart policy must leave stopped.
  */
 int sm_vm_restart(sm_vm *vm, sm_error **err);
 /* "SIGTERM", "TERM" or "15": the signal number, or 0 when it is none. */
