@@ -153,7 +153,8 @@ sm_vm_list *sm_vm_list_load(sm_error **err)
 	}
 	l->n = n;
 	free(metas);
-	qsort(l->v, l->n, sizeof(*l->v), info_cmp);
+	if (l->n) /* qsort takes no NULL array, even empty */
+		qsort(l->v, l->n, sizeof(*l->v), info_cmp);
 	return l;
 }
 
