@@ -376,7 +376,11 @@ int sm_vm_write_file(sm_vm *vm, const char *path, const void *data, size_t len, 
 int sm_vm_read_file(sm_vm *vm, const char *path, size_t max, void **data, size_t *len, sm_error **err);
 /* A connected stream to 127.0.0.1:guest_port in the guest (over vsock, no guest network needed). */
 int sm_vm_connect(sm_vm *vm, uint16_t guest_port, sm_error **err);
-/* Sends sig to the workload /init supervises. */
+/*
+ * Sends sig to the workload /init supervises. SIGKILL and SIGTERM end a
+ * kept VM on request: sm_vm_restart() then refuses it, as docker's
+ * restart policies leave a killed container be.
+ */
 int sm_vm_workload_signal(sm_vm *vm, int sig, sm_error **err);
 /* The VM's name (sm_vm_config.name), "" when it has none. */
 const char *sm_vm_name(const sm_vm *vm);
@@ -391,8 +395,9 @@ void sm_vm_set_exit_code(sm_vm *vm, int code);
  * in place: the same ID, name, disks and guest configuration; its
  * restart count goes up. Returns once its agent answers, or its
  * workload already ended. SM_E_INVALID for a running or restored VM, and
- * for one stopped or removed on request (sm_vm_stop, sm_vm_remove), which
- * a restart policy must leave stopped.
+ * for one stopped, killed or removed on request (sm_vm_stop,
+ * sm_vm_workload_signal, sm_vm_remove), which a restart policy must leave
+ * stopped.
  */
 int sm_vm_restart(sm_vm *vm, sm_error **err);
 /* "SIGTERM", "TERM" or "15": the signal number, or 0 when it is none. */

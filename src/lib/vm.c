@@ -937,6 +937,8 @@ int sm_vm_workload_signal(sm_vm *vm, int sig, sm_error **err)
 {
 	if (vm_check(vm, "signal the workload", err) < 0)
 		return -1;
+	if (sig == SIGKILL || sig == SIGTERM)
+		vm_mark_stopping(vm); /* as docker kill: ended on request, not for a restart policy to undo */
 	if (agent_signal_workload(&vm->target, sig, err) < 0)
 		return vm_failed(vm, "signal the workload", err);
 	return 0;
