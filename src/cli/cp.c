@@ -33,7 +33,8 @@ static void cp_usage(FILE *out)
 		     "SRC under its own name; else SRC is copied to DEST. A guest path is\n"
 		     "taken from the guest's / (a relative one too); one whose '..' would\n"
 		     "leave it is refused. Directories travel as tar: the guest needs a tar\n"
-		     "(busybox's will do). Files up to 1 GiB.\n"
+		     "(busybox's will do) and a shell. Files up to 1 GiB. The VM must be\n"
+		     "running.\n"
 		     "\n"
 		     "options:\n"
 		     "  -h, --help  this help\n");
@@ -56,8 +57,12 @@ static int cp_guest_status(sm_vm *vm, const char *const *argv)
 
 static bool cp_guest_is_dir(sm_vm *vm, const char *path)
 {
-	return cp_guest_status(vm, (const char *[]){ "test", "-d", path, NULL }) == 0;
+	/* test is a builtin of the shells images have (busybox's ash too) */
+	return cp_guest_status(vm, (const char *[]){ "sh", "-c", "test -d \"$1\"", "sh", path, NULL }) == 0;
 }
+
+/* In the guest: a command, else busybox's applet of that name (images often link only a few). */
+#define CP_GUEST_RUN "b() { if command -v \"$1\" >/dev/null 2>&1; then \"$@\"; else busybox \"$@\"; fi; }; "
 
 /* dest, or dest/basename(src) when dest is an existing directory. */
 static void cp_target(const char *dest, bool dest_is_dir, const char *src, char *out, size_t len)
@@ -211,7 +216,8 @@ static int cp_to_guest(sm_vm *vm, const char *src, const char *dest)
 	cp_target(dest, cp_guest_is_dir(vm, dest), src, target, sizeof(target));
 	if (!S_ISDIR(st.st_mode))
 		return cp_file_in(vm, src, &st, target);
-	return cp_tar(vm, (const char *[]){ "sh", "-c", "mkdir -p \"$1\" && exec tar -x -f - -C \"$1\"", "sh", target, NULL },
+	return cp_tar(vm, (const char *[]){ "sh", "-c", CP_GUEST_RUN "b mkdir -p \"$1\" && b tar -x -f - -C \"$1\"", "sh",
+					    target, NULL },
 		      (const char *[]){ "tar", "-c", "-f", "-", "-C", src, ".", NULL }, true);
 }
 
@@ -247,7 +253,7 @@ static int cp_from_guest(sm_vm *vm, const char *src, const char *dest)
 		fprintf(stderr, "supermachine: cp: mkdir %s: %s\n", target, strerror(errno));
 		return -1;
 	}
-	return cp_tar(vm, (const char *[]){ "tar", "-c", "-f", "-", "-C", src, ".", NULL },
+	return cp_tar(vm, (const char *[]){ "sh", "-c", CP_GUEST_RUN "b tar -c -f - -C \"$1\" .", "sh", src, NULL },
 		      (const char *[]){ "tar", "-x", "-f", "-", "-C", target, NULL }, false);
 }
 
