@@ -56,18 +56,6 @@ static void teardown(void)
 
 TestSuite(lifecycle, .init = setup, .fini = teardown, .timeout = 1200);
 
-static int cli(char **out, char **err, const char *const *args)
-{
-	const char *argv[32];
-	int n = 0;
-
-	argv[n++] = fx_cli();
-	for (; *args && n < 31; args++)
-		argv[n++] = *args;
-	argv[n] = NULL;
-	return fx_run((char *const *)argv, NULL, out, err);
-}
-
 static const char *s(const char *p)
 {
 	return p ? p : "";
@@ -86,7 +74,7 @@ static int lines(const char *p)
 static void expect_failure(const char *const *args, int want, const char *says)
 {
 	char *out = NULL, *err = NULL;
-	int rc = cli(&out, &err, args);
+	int rc = fx_cli_run(&out, &err, args);
 
 	cr_expect_eq(rc, want, "%s %s: status %d (want %d): %s", args[0], s(args[1]), rc, want, s(err));
 	cr_expect_eq(lines(err), 1, "%s %s: not one line: %s", args[0], s(args[1]), s(err));
@@ -99,7 +87,7 @@ static bool ps_until(const char *name, const char *want)
 {
 	for (int i = 0; i < WAIT_S * 4; i++) {
 		char *out = NULL;
-		cli(&out, NULL, (const char *[]){ "ps", "-a", NULL });
+		fx_cli_run(&out, NULL, (const char *[]){ "ps", "-a", NULL });
 		const char *line = strstr(s(out), name);
 		bool hit = line && strstr(line, want) && strstr(line, want) < line + strcspn(line, "\n");
 		free(out);
@@ -116,21 +104,21 @@ Test(lifecycle, name_ps_inspect_rm_and_a_name_taken)
 	int rc;
 
 	/* foreground, no --rm: the command's status, and the VM kept, stopped */
-	rc = cli(&out, &err, (const char *[]){ "run", "--name", "one", IMAGE, "sh", "-c", "echo to-console; exit 3", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "--name", "one", IMAGE, "sh", "-c", "echo to-console; exit 3", NULL });
 	cr_expect_eq(rc, 3, "run: status %d: %s", rc, s(err));
 	free(out), free(err);
 	cr_expect(ps_until("one", "Exited (3)"), "ps -a does not show one as Exited (3)");
-	rc = cli(&out, &err, (const char *[]){ "ps", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "ps", NULL });
 	cr_expect(!strstr(s(out), "one"), "ps without -a lists an ended VM: %s", s(out));
 	free(out), free(err);
 
-	rc = cli(&out, &err, (const char *[]){ "inspect", "one", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "inspect", "one", NULL });
 	cr_expect_eq(rc, 0, "inspect: %s", s(err));
 	cr_expect(strstr(s(out), "\"name\": \"one\"") && strstr(s(out), "\"exit_code\": 3") &&
 		  strstr(s(out), "\"running\": false") && strstr(s(out), "\"memory_mib\": 256"), "inspect: %s", s(out));
 	free(out), free(err);
 	/* an image still inspects as one */
-	rc = cli(&out, &err, (const char *[]){ "inspect", IMAGE, NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "inspect", IMAGE, NULL });
 	cr_expect_eq(rc, 0, "inspect of the image: %s", s(err));
 	free(out), free(err);
 
@@ -142,15 +130,15 @@ Test(lifecycle, name_ps_inspect_rm_and_a_name_taken)
 	expect_failure((const char *[]){ "wait", "nosuchvm", NULL }, 1, "no such VM: nosuchvm");
 	expect_failure((const char *[]){ "ps", "--bogus", NULL }, 125, "bogus");
 
-	rc = cli(&out, &err, (const char *[]){ "logs", "one", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "logs", "one", NULL });
 	cr_expect(rc == 0 && strstr(s(out), "to-console") == NULL, "a foreground command's output is not the console");
 	free(out), free(err);
-	rc = cli(&out, &err, (const char *[]){ "rm", "one", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "rm", "one", NULL });
 	cr_expect_eq(rc, 0, "rm: %s", s(err));
 	free(out), free(err);
 	expect_failure((const char *[]){ "rm", "one", NULL }, 1, "no such VM, snapshot or image: one");
 	/* the name is free again */
-	rc = cli(&out, &err, (const char *[]){ "run", "--rm", "--name", "one", IMAGE, "true", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "--rm", "--name", "one", IMAGE, "true", NULL });
 	cr_expect_eq(rc, 0, "the name of a removed VM: %s", s(err));
 	free(out), free(err);
 	char rt[4300];
@@ -163,19 +151,19 @@ Test(lifecycle, exit_codes_as_docker)
 	char *out = NULL, *err = NULL;
 	int rc;
 
-	rc = cli(&out, &err, (const char *[]){ "run", "--rm", IMAGE, "/no/such/command", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "--rm", IMAGE, "/no/such/command", NULL });
 	cr_expect_eq(rc, 127, "not found: %d: %s", rc, s(err));
 	free(out), free(err);
-	rc = cli(&out, &err, (const char *[]){ "run", "--rm", IMAGE, "/etc/motd", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "--rm", IMAGE, "/etc/motd", NULL });
 	cr_expect_eq(rc, 126, "not executable: %d: %s", rc, s(err));
 	free(out), free(err);
 	expect_failure((const char *[]){ "run", "--rm", "no-such-image-here", NULL }, 125, "no-such-image-here");
-	rc = cli(&out, &err, (const char *[]){ "run", "-d", "--name", "x", IMAGE, "sleep", "600", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "x", IMAGE, "sleep", "600", NULL });
 	cr_assert_eq(rc, 0, "run -d: %s", s(err));
 	free(out), free(err);
 	expect_failure((const char *[]){ "exec", "x", "/no/such/command", NULL }, 127, "/no/such/command");
 	expect_failure((const char *[]){ "exec", "nosuchvm", "true", NULL }, 125, "no such VM: nosuchvm");
-	rc = cli(&out, &err, (const char *[]){ "rm", "-f", "x", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "rm", "-f", "x", NULL });
 	cr_expect_eq(rc, 0, "rm -f: %s", s(err));
 	free(out), free(err);
 }
@@ -201,23 +189,23 @@ static void cp_both_ways(void)
 	cr_assert(fx_sh(NULL, NULL, "mkdir -p '%s/d/sub' && echo file-in > '%s/f' && echo deep > '%s/d/sub/x'", host,
 			host, host) == 0);
 	snprintf(spec, sizeof(spec), "%s/f", host);
-	rc = cli(&out, &err, (const char *[]){ "cp", spec, "svc:/tmp", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "cp", spec, "svc:/tmp", NULL });
 	cr_expect_eq(rc, 0, "cp file in: %s", s(err));
 	free(out), free(err);
 	snprintf(spec, sizeof(spec), "%s/d", host);
-	rc = cli(&out, &err, (const char *[]){ "cp", spec, "svc:/tmp/d2", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "cp", spec, "svc:/tmp/d2", NULL });
 	cr_expect_eq(rc, 0, "cp dir in: %s", s(err));
 	free(out), free(err);
-	rc = cli(&out, &err, (const char *[]){ "exec", "svc", "sh", "-c", "cat /tmp/f /tmp/d2/sub/x", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "exec", "svc", "sh", "-c", "cat /tmp/f /tmp/d2/sub/x", NULL });
 	cr_expect_str_eq(s(out), "file-in\ndeep\n", "%s", s(err));
 	free(out), free(err);
 
 	snprintf(host, sizeof(host), "%s/out", tmp);
 	cr_assert(mkdir(host, 0700) == 0);
-	rc = cli(&out, &err, (const char *[]){ "cp", "svc:/etc/motd", host, NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "cp", "svc:/etc/motd", host, NULL });
 	cr_expect_eq(rc, 0, "cp file out: %s", s(err));
 	free(out), free(err);
-	rc = cli(&out, &err, (const char *[]){ "cp", "svc:/tmp/d2", host, NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "cp", "svc:/tmp/d2", host, NULL });
 	cr_expect_eq(rc, 0, "cp dir out: %s", s(err));
 	free(out), free(err);
 	rc = fx_sh(&out, NULL, "cat '%s/motd' '%s/d2/sub/x'", host, host);
@@ -235,7 +223,7 @@ Test(lifecycle, detached_port_stats_cp_kill_wait_rm)
 	int rc;
 
 	snprintf(pub, sizeof(pub), "127.0.0.1:%u:8080", port);
-	rc = cli(&out, &err, (const char *[]){ "run", "-d", "--name", "svc", "-p", pub, IMAGE, "sh", "-c",
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "svc", "-p", pub, IMAGE, "sh", "-c",
 					       "exec busybox httpd -f -p 8080 -h /tmp", NULL });
 	cr_assert_eq(rc, 0, "run -d: %s", s(err));
 	free(out), free(err);
@@ -243,31 +231,31 @@ Test(lifecycle, detached_port_stats_cp_kill_wait_rm)
 	snprintf(want, sizeof(want), "127.0.0.1:%u->8080/tcp", port);
 	cr_expect(ps_until("svc", want), "ps does not show the port %s", want);
 
-	rc = cli(&out, &err, (const char *[]){ "port", "svc", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "port", "svc", NULL });
 	snprintf(want, sizeof(want), "8080/tcp -> 127.0.0.1:%u\n", port);
 	cr_expect(rc == 0 && !strcmp(s(out), want), "port: %s %s", s(out), s(err));
 	free(out), free(err);
-	rc = cli(&out, &err, (const char *[]){ "port", "svc", "8080/tcp", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "port", "svc", "8080/tcp", NULL });
 	snprintf(want, sizeof(want), "127.0.0.1:%u\n", port);
 	cr_expect(rc == 0 && !strcmp(s(out), want), "port 8080: %s %s", s(out), s(err));
 	free(out), free(err);
 	expect_failure((const char *[]){ "port", "svc", "81", NULL }, 1, "no public port '81/tcp'");
 
-	rc = cli(&out, &err, (const char *[]){ "stats", "--no-stream", "svc", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "stats", "--no-stream", "svc", NULL });
 	cr_expect(rc == 0 && strstr(s(out), "svc") && strstr(s(out), "MiB / 256MiB"), "stats: %s %s", s(out), s(err));
 	free(out), free(err);
 
 	cp_both_ways();
 
 	expect_failure((const char *[]){ "rm", "svc", NULL }, 1, "is running");
-	rc = cli(&out, &err, (const char *[]){ "kill", "svc", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "kill", "svc", NULL });
 	cr_expect_eq(rc, 0, "kill: %s", s(err));
 	free(out), free(err);
-	rc = cli(&out, &err, (const char *[]){ "wait", "svc", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "wait", "svc", NULL });
 	cr_expect(rc == 137 && !strcmp(s(out), "137\n"), "wait after SIGKILL: %d %s %s", rc, s(out), s(err));
 	free(out), free(err);
 	cr_expect(ps_until("svc", "Exited (137)"), "ps -a does not show svc as Exited (137)");
-	rc = cli(&out, &err, (const char *[]){ "rm", "svc", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "rm", "svc", NULL });
 	cr_expect_eq(rc, 0, "rm: %s", s(err));
 	free(out), free(err);
 }
@@ -277,37 +265,37 @@ Test(lifecycle, logs_follow_restart_on_failure_and_rm_force)
 	char *out = NULL, *err = NULL;
 	int rc;
 
-	rc = cli(&out, &err, (const char *[]){ "run", "-d", "--name", "ticker", IMAGE, "sh", "-c",
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "ticker", IMAGE, "sh", "-c",
 					       "for i in 1 2 3; do echo tick-$i; sleep 1; done", NULL });
 	cr_assert_eq(rc, 0, "run -d: %s", s(err));
 	free(out), free(err);
-	rc = cli(&out, &err, (const char *[]){ "logs", "-f", "ticker", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "logs", "-f", "ticker", NULL });
 	cr_expect(rc == 0 && strstr(s(out), "tick-3"), "logs -f ended before the VM: %s %s", s(out), s(err));
 	free(out), free(err);
 
-	rc = cli(&out, &err, (const char *[]){ "run", "-d", "--name", "flaky", "--restart", "on-failure:2", IMAGE, "sh",
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "flaky", "--restart", "on-failure:2", IMAGE, "sh",
 					       "-c", "sleep 1; exit 5", NULL });
 	cr_assert_eq(rc, 0, "run --restart: %s", s(err));
 	free(out), free(err);
 	cr_expect(ps_until("flaky", "(restarts: 2)") && ps_until("flaky", "Exited (5)"),
 		  "not restarted twice, then left ended");
-	rc = cli(&out, &err, (const char *[]){ "inspect", "flaky", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "inspect", "flaky", NULL });
 	cr_expect(strstr(s(out), "\"restarts\": 2") && strstr(s(out), "\"restart\": \"on-failure:2\""), "%s", s(out));
 	free(out), free(err);
 	expect_failure((const char *[]){ "run", "--rm", "-d", "--restart", "on-failure", IMAGE, NULL }, 125,
 		       "conflicting options");
 
-	rc = cli(&out, &err, (const char *[]){ "run", "-d", "--name", "long", "--stop-timeout", "1", IMAGE, "sleep",
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "long", "--stop-timeout", "1", IMAGE, "sleep",
 					       "600", NULL });
 	cr_assert_eq(rc, 0, "run -d: %s", s(err));
 	free(out), free(err);
-	rc = cli(&out, &err, (const char *[]){ "inspect", "long", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "inspect", "long", NULL });
 	cr_expect(strstr(s(out), "\"stop_timeout_ms\": 1000"), "%s", s(out));
 	free(out), free(err);
-	rc = cli(&out, &err, (const char *[]){ "rm", "-f", "long", "ticker", "flaky", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "rm", "-f", "long", "ticker", "flaky", NULL });
 	cr_expect_eq(rc, 0, "rm -f: %s", s(err));
 	free(out), free(err);
-	rc = cli(&out, &err, (const char *[]){ "ps", "-a", "-q", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "ps", "-a", "-q", NULL });
 	cr_expect_str_eq(s(out), "", "left after rm -f");
 	free(out), free(err);
 }
