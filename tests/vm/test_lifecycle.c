@@ -5,14 +5,11 @@
  * gives (125, 126, 127) with one clear line for each bad input.
  */
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -168,18 +165,6 @@ Test(lifecycle, exit_codes_as_docker)
 	free(out), free(err);
 }
 
-static unsigned free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	cr_assert(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 static void cp_both_ways(void)
 {
 	char host[4300], spec[4400], *out = NULL, *err = NULL;
@@ -218,23 +203,27 @@ static void cp_both_ways(void)
 
 Test(lifecycle, detached_port_stats_cp_kill_wait_rm)
 {
-	char pub[64], want[96], *out = NULL, *err = NULL;
-	unsigned port = free_port();
+	char want[96], *out = NULL, *err = NULL, *page;
+	unsigned port = 0;
 	int rc;
 
-	snprintf(pub, sizeof(pub), "127.0.0.1:%u:8080", port);
-	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "svc", "-p", pub, IMAGE, "sh", "-c",
-					       "exec busybox httpd -f -p 8080 -h /tmp", NULL });
+	/* host port 0: any; `port` tells which, as docker's -p 0 */
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "svc", "-p", "127.0.0.1:0:8080", IMAGE, "sh",
+						      "-c", "echo served > /tmp/index.html; exec busybox httpd -f -p 8080 -h /tmp",
+						      NULL });
 	cr_assert_eq(rc, 0, "run -d: %s", s(err));
 	free(out), free(err);
 	cr_expect(ps_until("svc", "Up "), "ps does not show svc up");
-	snprintf(want, sizeof(want), "127.0.0.1:%u->8080/tcp", port);
-	cr_expect(ps_until("svc", want), "ps does not show the port %s", want);
+	cr_expect(ps_until("svc", "->8080/tcp"), "ps does not show the published port");
 
 	rc = fx_cli_run(&out, &err, (const char *[]){ "port", "svc", NULL });
-	snprintf(want, sizeof(want), "8080/tcp -> 127.0.0.1:%u\n", port);
-	cr_expect(rc == 0 && !strcmp(s(out), want), "port: %s %s", s(out), s(err));
+	cr_expect(rc == 0 && sscanf(s(out), "8080/tcp -> 127.0.0.1:%u\n", &port) == 1 && port > 0, "port: %s %s", s(out),
+		  s(err));
 	free(out), free(err);
+	for (int i = 0; i < WAIT_S * 2 && !(page = fx_http_get(port)); i++)
+		usleep(500000);
+	cr_expect(page && strstr(page, "served"), "no page through the port `port` named");
+	free(page);
 	rc = fx_cli_run(&out, &err, (const char *[]){ "port", "svc", "8080/tcp", NULL });
 	snprintf(want, sizeof(want), "127.0.0.1:%u\n", port);
 	cr_expect(rc == 0 && !strcmp(s(out), want), "port 8080: %s %s", s(out), s(err));
