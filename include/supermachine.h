@@ -347,6 +347,26 @@ typedef struct sm_vm_config {
 	 */
 	const sm_mount *mounts;
 	size_t nmounts;
+	/*
+	 * A name unique among this user's VMs, usable wherever the ID is
+	 * (sm_vm_attach, sm_vm_remove, sm_vm_list_find): [A-Za-z0-9] then
+	 * [A-Za-z0-9_.-], 2 to 64 bytes (sm_vm_name_valid). SM_E_BUSY when
+	 * another VM holds it. NULL = none.
+	 */
+	const char *name;
+	/*
+	 * Keep the VM's record (metadata, console log, the way it ended) after
+	 * it ends, until sm_vm_remove(), as `docker run` without --rm does:
+	 * stopping it records the end instead of removing it.
+	 */
+	bool keep;
+	uint32_t stop_timeout_ms;  /* the grace sm_vm_stop(vm, 0) gives, also when attached later; 0 = 10000 */
+	/*
+	 * The restart policy shown by ps and inspect ("no", "on-failure",
+	 * "on-failure:N"; sm_restart_parse). Whoever watches the VM acts on it
+	 * with sm_vm_restart(). NULL = "no".
+	 */
+	const char *restart;
 } sm_vm_config;
 #define SM_VM_CONFIG_INIT { .size = sizeof(sm_vm_config) }
 
@@ -396,8 +416,58 @@ int sm_vm_write_file(sm_vm *vm, const char *path, const void *data, size_t len, 
 int sm_vm_read_file(sm_vm *vm, const char *path, size_t max, void **data, size_t *len, sm_error **err);
 /* A connected stream to 127.0.0.1:guest_port in the guest (over vsock, no guest network needed). */
 int sm_vm_connect(sm_vm *vm, uint16_t guest_port, sm_error **err);
-/* Sends sig to the workload /init supervises. */
+/*
+ * Sends sig to the workload /init supervises. SIGKILL and SIGTERM end a
+ * kept VM on request: sm_vm_restart() then refuses it, as docker's
+ * restart policies leave a killed container be.
+ */
 int sm_vm_workload_signal(sm_vm *vm, int sig, sm_error **err);
+/* The VM's name (sm_vm_config.name), "" when it has none. */
+const char *sm_vm_name(const sm_vm *vm);
+/*
+ * The exit code the VM's record reports once it ends, for a kept VM
+ * whose command ran as an exec (`supermachine run` in the foreground);
+ * otherwise the workload's status as the guest's init reported it.
+ */
+void sm_vm_set_exit_code(sm_vm *vm, int code);
+/*
+ * Boots a kept VM again that was booted (not restored) and has ended,
+ * in place: the same ID, name, disks and guest configuration; its
+ * restart count goes up. Returns once its agent answers, or its
+ * workload already ended. SM_E_INVALID for a running or restored VM, and
+ * for one stopped, killed or removed on request (sm_vm_stop,
+ * sm_vm_workload_signal, sm_vm_remove), which a restart policy must leave
+ * stopped.
+ */
+int sm_vm_restart(sm_vm *vm, sm_error **err);
+/* "SIGTERM", "TERM" or "15": the signal number, or 0 when it is none. */
+int sm_signal_parse(const char *s);
+/*
+ * A restart policy (sm_vm_config.restart): 0 for "no", 1 for "on-failure"
+ * or "on-failure:N" with *max_retries N (0: no limit), -1 when s is
+ * neither. max_retries may be NULL.
+ */
+int sm_restart_parse(const char *s, unsigned *max_retries);
+
+/*
+ * What a VM's worker reports (sm_vm_stats): the counters its devices keep
+ * and its process's usage. Set size to sizeof(sm_vm_stats_out) (or
+ * SM_VM_STATS_OUT_INIT); fields past a caller's size are not written.
+ */
+typedef struct sm_vm_stats_out {
+	size_t size;
+	uint64_t cpu_ns;           /* the worker's CPU time (user + system, every vCPU) */
+	uint64_t rss_bytes;        /* the worker's resident memory */
+	uint64_t memory_bytes;     /* guest RAM (the VM's memory limit) */
+	uint64_t blk_read_bytes;   /* every disk */
+	uint64_t blk_write_bytes;
+	uint64_t net_rx_bytes;     /* into the guest */
+	uint64_t net_tx_bytes;     /* out of the guest */
+	uint64_t vsock_rx_bytes;   /* to the guest over vsock (exec, ports) */
+	uint64_t vsock_tx_bytes;   /* from the guest */
+} sm_vm_stats_out;
+#define SM_VM_STATS_OUT_INIT { .size = sizeof(sm_vm_stats_out) }
+int sm_vm_stats(sm_vm *vm, sm_vm_stats_out *out, sm_error **err);
 
 /*
  * Forwards a host TCP listener on host_addr:host_port (NULL = 127.0.0.1;
@@ -416,7 +486,7 @@ void sm_forward_stop(sm_forward *f);
  * Every VM of this user that still has a runtime directory: running, or
  * ended and not yet removed (a detached VM whose workload ended, one whose
  * owner was killed). A snapshot of the directories taken when the list is
- * loaded; sorted by creation time, oldest first.
+ * loaded; sorted by creation time, newest first (as `docker ps`).
  */
 typedef struct sm_vm_list sm_vm_list;
 typedef struct sm_vm_info sm_vm_info;
@@ -453,6 +523,40 @@ int sm_vm_info_exit_code(const sm_vm_info *v);
 bool sm_vm_info_detached(const sm_vm_info *v);
 /* The serial console log. */
 const char *sm_vm_info_console(const sm_vm_info *v);
+/* sm_vm_config.name, "" when it has none. */
+const char *sm_vm_info_name(const sm_vm_info *v);
+/* When its worker last started (a restart sets it again), unix time. */
+int64_t sm_vm_info_started(const sm_vm_info *v);
+/* When it ended (unix time), 0 while it runs or when no end was recorded. */
+int64_t sm_vm_info_finished(const sm_vm_info *v);
+unsigned sm_vm_info_restarts(const sm_vm_info *v);
+const char *sm_vm_info_restart_policy(const sm_vm_info *v); /* "no", "on-failure[:N]" */
+bool sm_vm_info_kept(const sm_vm_info *v);                   /* sm_vm_config.keep */
+uint32_t sm_vm_info_stop_timeout_ms(const sm_vm_info *v);    /* 0 = the default */
+/* Published ports (sm_vm_expose_tcp): their count, and entry i as host address, host port, guest port. */
+size_t sm_vm_info_port_count(const sm_vm_info *v);
+int sm_vm_info_port(const sm_vm_info *v, size_t i, const char **host_addr, uint16_t *host_port,
+		    uint16_t *guest_port);
+/*
+ * The entry for an ID, a name or a unique ID prefix (the ID first, then
+ * the name, then the prefix, as docker resolves them). SM_E_NOT_FOUND or
+ * SM_E_INVALID (an ambiguous prefix).
+ */
+const sm_vm_info *sm_vm_list_find(const sm_vm_list *l, const char *id_or_name, sm_error **err);
+/*
+ * The VM as JSON (free()): id, name, image, command, created, state
+ * (status, running, pid, exit_code, started, finished, restarts), config
+ * (memory_mib, vcpus, network, volumes, mounts, ports, restart policy,
+ * stop timeout). NULL when out of memory.
+ */
+char *sm_vm_info_json(const sm_vm_info *v);
+/* True when name may name a VM (sm_vm_config.name). */
+bool sm_vm_name_valid(const char *name);
+/*
+ * Removes a VM's record by ID, name or prefix. A running VM needs force,
+ * which kills it first (as `docker rm -f`); else SM_E_BUSY.
+ */
+int sm_vm_remove(const char *id_or_name, bool force, sm_error **err);
 
 /* ---- snapshots: capture, restore, bake ------------------------------------ *
  *

@@ -447,3 +447,131 @@ bool cli_volume_is_dir(const char *spec)
 	host[colon - spec] = 0;
 	return stat(host, &st) == 0 && S_ISDIR(st.st_mode);
 }
+
+bool cli_help_only(int argc, char **argv, void (*usage)(FILE *out), int *rc)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 1;
+	c = getopt_long(argc, argv, "+h", longopts, NULL);
+	if (c == -1)
+		return true;
+	usage(c == 'h' ? stdout : stderr);
+	*rc = c == 'h' ? 0 : CLI_EXIT_FAILED;
+	return false;
+}
+
+/* ---- what ps shows ---- */
+
+void cli_human_duration(int64_t s, char *out, size_t len)
+{
+	int64_t m = s / 60, h = (s + 1800) / 3600; /* hours round, as go-units does */
+
+	if (s < 1)
+		snprintf(out, len, "Less than a second");
+	else if (s == 1)
+		snprintf(out, len, "1 second");
+	else if (s < 60)
+		snprintf(out, len, "%lld seconds", (long long)s);
+	else if (m == 1)
+		snprintf(out, len, "About a minute");
+	else if (m < 60)
+		snprintf(out, len, "%lld minutes", (long long)m);
+	else if (h == 1)
+		snprintf(out, len, "About an hour");
+	else if (h < 48)
+		snprintf(out, len, "%lld hours", (long long)h);
+	else if (h < 24 * 7 * 2)
+		snprintf(out, len, "%lld days", (long long)(h / 24));
+	else if (h < 24 * 30 * 2)
+		snprintf(out, len, "%lld weeks", (long long)(h / 24 / 7));
+	else if (h < 24 * 365 * 2)
+		snprintf(out, len, "%lld months", (long long)(h / 24 / 30));
+	else
+		snprintf(out, len, "%lld years", (long long)(s / 3600 / 24 / 365));
+}
+
+void cli_status_string(const sm_vm_info *v, int64_t now, char *out, size_t len)
+{
+	char d[32];
+
+	if (sm_vm_info_status(v) == SM_VM_RUNNING) {
+		cli_human_duration(now - sm_vm_info_started(v), d, sizeof(d));
+		snprintf(out, len, "Up %s", d);
+		return;
+	}
+	if (!sm_vm_info_finished(v)) {
+		snprintf(out, len, "Exited (%d)", sm_vm_info_exit_code(v));
+		return;
+	}
+	cli_human_duration(now - sm_vm_info_finished(v), d, sizeof(d));
+	snprintf(out, len, "Exited (%d) %s ago", sm_vm_info_exit_code(v), d);
+}
+
+void cli_ports_string(const sm_vm_info *v, char *out, size_t len)
+{
+	size_t n = 0;
+
+	out[0] = 0;
+	for (size_t i = 0; i < sm_vm_info_port_count(v) && n < len; i++) {
+		const char *addr;
+		uint16_t host, guest;
+		sm_vm_info_port(v, i, &addr, &host, &guest);
+		n += (size_t)snprintf(out + n, len - n, "%s%s:%u->%u/tcp", i ? ", " : "", addr, host, guest);
+	}
+}
+
+/* ---- cp operands ---- */
+
+int cli_cp_parse(const char *spec, struct cli_cp_spec *out)
+{
+	const char *colon = strchr(spec, ':');
+
+	memset(out, 0, sizeof(*out));
+	out->path = spec;
+	/* as docker cp: a path with a '/' before any ':' (./a:b, /x:y) is the host's */
+	if (!colon || memchr(spec, '/', (size_t)(colon - spec)) || colon == spec)
+		return 0;
+	if ((size_t)(colon - spec) >= sizeof(out->vm) || !colon[1]) {
+		fprintf(stderr, "supermachine: cp: '%s': want VM:PATH with a VM name or ID and a path\n", spec);
+		return -1;
+	}
+	memcpy(out->vm, spec, (size_t)(colon - spec));
+	out->path = colon + 1;
+	return 0;
+}
+
+int cli_guest_path(const char *path, char *out, size_t len)
+{
+	size_t n = 0;
+
+	if (len < 2)
+		return -1;
+	for (const char *p = path; *p;) {
+		size_t c = strcspn(p, "/");
+		if (c == 2 && p[0] == '.' && p[1] == '.') {
+			if (n == 0)
+				return -1; /* above the root */
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			n--; /* the '/' before it */
+		} else if (c && !(c == 1 && p[0] == '.')) {
+			if (n + 1 + c >= len)
+				return -1;
+			out[n++] = '/';
+			memcpy(out + n, p, c);
+			n += c;
+		}
+		p += c;
+		while (*p == '/')
+			p++;
+	}
+	if (n == 0)
+		out[n++] = '/';
+	out[n] = 0;
+	return 0;
+}

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <supermachine.h>
 
@@ -93,5 +94,43 @@ int cli_exec_stream(sm_vm *vm, const char *const *argv, const struct cli_exec_op
 
 /* "supermachine: CMD: message" with the error's whole chain; frees err. */
 void cli_error(const char *cmd, sm_error *err);
+
+/*
+ * Docker's exit statuses: 125 when supermachine itself fails (a bad flag,
+ * no such VM, a name taken, a VM that cannot start); 126 and 127 are a
+ * command that cannot run or is not found, which the guest reports as the
+ * command's own status (src/guest/run.c).
+ */
+#define CLI_EXIT_FAILED 125
+/* Docker's for a command that is not `run`: its own failures are 1, a bad flag 125 as for run. */
+#define CLI_EXIT_ERROR 1
+
+/*
+ * The options of a command that has none but -h/--help ("+": they end at
+ * the first operand). true: go on from optind; false: return *rc (help
+ * shown: 0, a bad option: CLI_EXIT_FAILED).
+ */
+bool cli_help_only(int argc, char **argv, void (*usage)(FILE *out), int *rc);
+
+/* Docker's duration words (go-units HumanDuration): "Less than a second", "3 minutes", "About an hour". */
+void cli_human_duration(int64_t seconds, char *out, size_t len);
+/* `ps`'s STATUS: "Up 3 minutes", "Exited (1) 2 minutes ago", "Restarting (1) ..." as docker words it. */
+void cli_status_string(const sm_vm_info *v, int64_t now, char *out, size_t len);
+/* `ps`'s PORTS: "127.0.0.1:8080->80/tcp, ..." */
+void cli_ports_string(const sm_vm_info *v, char *out, size_t len);
+
+/* A cp operand: VM:PATH (vm set, path into the guest) or a host path (vm NULL). */
+struct cli_cp_spec {
+	char vm[128];      /* "" for a host path */
+	const char *path;  /* into the spec string */
+};
+/* 0, or -1 when a VM: part is not followed by a path (said on stderr). */
+int cli_cp_parse(const char *spec, struct cli_cp_spec *out);
+/*
+ * The guest path, made absolute (relative to /) and with its ".", ".."
+ * and empty components resolved, into out; -1 when ".." would leave the
+ * guest's root (a path that means to escape is refused, not clamped).
+ */
+int cli_guest_path(const char *path, char *out, size_t len);
 
 #endif

@@ -606,7 +606,8 @@ static int restore_record(struct sm_vm *vm, const struct snap_meta *m, const sm_
 			if (cmd)
 				cmd[n++] = (char *)json_string_value(v);
 	}
-	rc = vm_record_meta(vm, label, (const char *const *)cmd, cfg->detached, err);
+	struct vm_machine mach = { .memory_mib = m->memory_mib, .vcpus = m->vcpus, .network = m->network };
+	rc = vm_record_meta(vm, cfg, label, (const char *const *)cmd, &mach, err);
 	free(cmd);
 	return rc < 0 ? -1 : vm_write_boot_record(vm, m, err);
 }
@@ -624,7 +625,7 @@ static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_
 		sm_error_set(err, SM_E_NOMEM, 0, "restore");
 		goto out;
 	}
-	if (vm_runtime_create(vm, err) < 0)
+	if (vm_runtime_create(vm, err) < 0 || vm_take_config(vm, cfg, err) < 0)
 		goto out;
 	if (cfg->console_log)
 		snprintf(vm->console, sizeof(vm->console), "%s", cfg->console_log);

@@ -127,6 +127,20 @@ extern const char worker_usage[];
 #define WORKER_CTL_SNAPSHOT "snapshot" /* ARGS: the directory to write */
 #define WORKER_CTL_RESET "reset"
 #define WORKER_CTL_BALLOON "balloon"   /* no ARGS: the target and actual pages; ARGS: a new target */
+/*
+ * The worker's usage for `supermachine stats`: its CPU time and memory,
+ * and the byte counters its devices keep, summed over devices of a kind.
+ */
+#define WORKER_CTL_USAGE "usage"
+#define WORKER_USAGE_CPU_NS "cpu_ns"           /* CLOCK_PROCESS_CPUTIME_ID */
+#define WORKER_USAGE_RSS "rss_bytes"           /* resident set (/proc/self/statm) */
+#define WORKER_USAGE_MEMORY "memory_bytes"     /* guest RAM */
+#define WORKER_USAGE_BLK_READ "blk_read_bytes"
+#define WORKER_USAGE_BLK_WRITE "blk_write_bytes"
+#define WORKER_USAGE_NET_RX "net_rx_bytes"     /* to the guest */
+#define WORKER_USAGE_NET_TX "net_tx_bytes"     /* from the guest */
+#define WORKER_USAGE_VSOCK_RX "vsock_rx_bytes" /* to the guest */
+#define WORKER_USAGE_VSOCK_TX "vsock_tx_bytes" /* from the guest */
 
 struct worker_request {
 	char name[WORKER_CTL_NAME_MAX];

@@ -4,6 +4,7 @@
  * way it ended into the exit status (docs/vmm.md).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ struct worker {
 	int mount_fd[WORKER_MAX_MOUNTS];
 	struct vm_snapshot snap;
 	int signal_fd;
+	int statm_fd; /* /proc/self/statm, for WORKER_CTL_USAGE after the lockdown */
 };
 
 static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
@@ -262,6 +264,66 @@ static int build_cmdline(struct worker *w, char *msg, size_t len)
 	return 0;
 }
 
+/* Which device counter adds up to which usage field (WORKER_CTL_USAGE). */
+static const struct {
+	const char *dev, *key, *usage;
+} usage_counters[] = {
+	{ "blk", "bytes_read", WORKER_USAGE_BLK_READ },
+	{ "blk", "bytes_written", WORKER_USAGE_BLK_WRITE },
+	{ "net", "rx_bytes", WORKER_USAGE_NET_RX },
+	{ "net", "tx_bytes", WORKER_USAGE_NET_TX },
+	{ "vsock", "bytes_to_guest", WORKER_USAGE_VSOCK_RX },
+	{ "vsock", "bytes_from_guest", WORKER_USAGE_VSOCK_TX },
+};
+#define USAGE_COUNTERS (sizeof(usage_counters) / sizeof(usage_counters[0]))
+
+static void usage_add_device(struct virtio_dev *d, uint64_t *sum)
+{
+	struct virtio_dev_stats st = { 0 };
+
+	if (!d->ops->stats)
+		return;
+	d->ops->stats(d, &st);
+	for (size_t c = 0; c < USAGE_COUNTERS; c++)
+		for (unsigned f = 0; f < VIRTIO_DEV_STATS_MAX && st.f[f].key; f++)
+			if (!strcmp(d->ops->name, usage_counters[c].dev) && !strcmp(st.f[f].key, usage_counters[c].key))
+				sum[c] += st.f[f].val;
+}
+
+/* The resident set from /proc/self/statm, opened before the lockdown and read with pread. */
+static uint64_t usage_rss(const struct worker *w)
+{
+	char buf[128];
+	unsigned long long size, resident;
+	ssize_t n = w->statm_fd >= 0 ? pread(w->statm_fd, buf, sizeof(buf) - 1, 0) : -1;
+
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+		return 0;
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void cmd_usage(void *opaque, const char *args, char *reply, size_t len)
+{
+	struct worker *w = opaque;
+	uint64_t sum[USAGE_COUNTERS] = { 0 };
+	struct timespec cpu = { 0 };
+	size_t n;
+
+	for (unsigned i = 0; i < w->ndevs; i++)
+		usage_add_device(w->dev[i], sum);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+	n = (size_t)snprintf(reply, len, "ok " WORKER_USAGE_CPU_NS "=%llu " WORKER_USAGE_RSS "=%llu "
+				 WORKER_USAGE_MEMORY "=%llu",
+			     (unsigned long long)cpu.tv_sec * 1000000000ull + (unsigned long long)cpu.tv_nsec,
+			     (unsigned long long)usage_rss(w), (unsigned long long)w->vm->mem.ram_size);
+	for (size_t c = 0; c < USAGE_COUNTERS && n < len; c++)
+		n += (size_t)snprintf(reply + n, len - n, " %s=%llu", usage_counters[c].usage,
+				      (unsigned long long)sum[c]);
+}
+
 static int control_setup(struct worker *w, struct vmm_err *err)
 {
 	if (!w->opt.control)
@@ -277,6 +339,8 @@ static int control_setup(struct worker *w, struct vmm_err *err)
 	/* Snapshots (docs/vmm.md). */
 	control_register(w->control, "snapshot", vm_snapshot_control_save, &w->snap);
 	control_register(w->control, "reset", vm_snapshot_control_reset, &w->snap);
+	w->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	control_register(w->control, WORKER_CTL_USAGE, cmd_usage, w);
 	return 0;
 }
 
@@ -440,12 +504,14 @@ static void worker_teardown(struct worker *w)
 	snap_reader_free(w->snap.st);
 	if (w->signal_fd >= 0)
 		close(w->signal_fd);
+	if (w->statm_fd >= 0)
+		close(w->statm_fd);
 	worker_launch_free(&w->opt);
 }
 
 int main(int argc, char **argv)
 {
-	struct worker w = { .signal_fd = -1 };
+	struct worker w = { .signal_fd = -1, .statm_fd = -1 };
 	struct timespec t0;
 	char msg[512];
 	int status;

@@ -19,6 +19,7 @@
 #include <supermachine.h>
 
 #include "lib/config.h"
+#include "lib/vm.h"
 
 static char tmp[64], base[128];
 
@@ -301,4 +302,163 @@ Test(api_vm, store_usage_and_prune)
 	sm_error_free(err);
 	kill(w, SIGKILL);
 	waitpid(w, NULL, 0);
+}
+
+/* A runtime directory as vm_boot leaves one, through the library's own writers, with a name when given. */
+static struct sm_vm *made_vm(const char *name, pid_t pid, bool keep, sm_error **err)
+{
+	struct sm_vm *vm = vm_alloc();
+	sm_vm_config cfg = { .size = sizeof(cfg), .name = name, .keep = keep, .detached = true,
+			     .restart = "on-failure:2", .stop_timeout_ms = 3000 };
+	struct vm_machine mach = { .memory_mib = 256, .vcpus = 2, .network = true, .restartable = true };
+
+	cr_assert(vm);
+	vm->kind = &vm_kind_detached;
+	vm->pid = pid;
+	cr_assert(vm_runtime_create(vm, err) == 0);
+	if (vm_take_config(vm, &cfg, err) < 0) {
+		vm_discard(vm);
+		return NULL;
+	}
+	cr_assert(vm_record_meta(vm, &cfg, "busybox", (const char *[]){ "sh", "-c", "x", NULL }, &mach, err) == 0);
+	return vm;
+}
+
+Test(api_vm, names_are_unique_and_resolve_like_ids)
+{
+	pid_t w = fake_worker();
+	sm_error *err = NULL;
+	struct sm_vm *a = made_vm("web", w, true, &err);
+
+	cr_assert(a, "%s", sm_error_string(err));
+	cr_expect_str_eq(sm_vm_name(a), "web");
+	cr_expect_null(made_vm("web", dead_pid(), true, &err), "a name taken twice");
+	cr_expect_eq(sm_error_code(err), SM_E_BUSY);
+	cr_expect(err && strstr(sm_error_string(err), "already in use") && strstr(sm_error_string(err), a->id),
+		  "%s", sm_error_string(err));
+	sm_error_free(err), err = NULL;
+	cr_expect_null(made_vm("no good", dead_pid(), true, &err));
+	cr_expect_eq(sm_error_code(err), SM_E_INVALID);
+	sm_error_free(err), err = NULL;
+
+	sm_vm *by_name = sm_vm_attach("web", &err);
+	cr_assert(by_name, "%s", sm_error_string(err));
+	cr_expect_str_eq(sm_vm_id(by_name), a->id);
+	cr_expect_str_eq(sm_vm_name(by_name), "web");
+	sm_vm_free(by_name);
+
+	sm_vm_list *l = sm_vm_list_load(&err);
+	cr_assert(l);
+	const sm_vm_info *v = sm_vm_list_find(l, "web", &err);
+	cr_assert(v, "%s", sm_error_string(err));
+	cr_expect_str_eq(sm_vm_info_name(v), "web");
+	cr_expect_eq(sm_vm_list_find(l, a->id, NULL), v);
+	cr_expect_null(sm_vm_list_find(l, "nosuch", &err));
+	cr_expect_eq(sm_error_code(err), SM_E_NOT_FOUND);
+	sm_error_free(err), err = NULL;
+	sm_vm_list_free(l);
+
+	/* removed: the name is free again; a link left by a VM that is gone is taken over */
+	cr_expect(sm_vm_remove("web", false, &err) < 0, "a running VM removed without force");
+	cr_expect_eq(sm_error_code(err), SM_E_BUSY);
+	sm_error_free(err), err = NULL;
+	cr_expect(sm_vm_remove("web", true, &err) == 0, "%s", sm_error_string(err));
+	cr_expect(access(a->dir, F_OK) < 0, "runtime directory left");
+	cr_expect_null(sm_vm_attach("web", &err));
+	cr_expect_eq(sm_error_code(err), SM_E_NOT_FOUND);
+	cr_expect(err && strstr(sm_error_string(err), "no such VM: web"), "%s", sm_error_string(err));
+	sm_error_free(err), err = NULL;
+	a->dir[0] = 0; /* gone already */
+	vm_destroy(a);
+	struct sm_vm *b = made_vm("web", dead_pid(), true, &err);
+	cr_assert(b, "the name of a removed VM: %s", sm_error_string(err));
+	char stale[300];
+	snprintf(stale, sizeof(stale), "rm -rf '%s'", b->dir);
+	cr_assert(system(stale) == 0); /* its directory gone behind our back: its link is stale */
+	struct sm_vm *c = made_vm("web", dead_pid(), true, &err);
+	cr_expect(c, "a stale name link was not taken over: %s", sm_error_string(err));
+	b->dir[0] = 0;
+	vm_destroy(b);
+	if (c)
+		vm_discard(c);
+	waitpid(w, NULL, 0);
+}
+
+Test(api_vm, a_kept_vm_records_its_end_and_shows_it)
+{
+	pid_t w = fake_worker();
+	sm_error *err = NULL;
+	struct sm_vm *a = made_vm("kept", w, true, &err);
+	char *json;
+
+	cr_assert(a, "%s", sm_error_string(err));
+	sm_vm *vm = sm_vm_attach("kept", &err);
+	cr_assert(vm);
+	sm_vm_set_exit_code(vm, 42);
+	kill(w, SIGKILL);
+	waitpid(w, NULL, 0);
+	cr_expect_eq(sm_vm_stop(vm, 0, &err), 0, "%s", sm_error_string(err));
+	sm_vm_free(vm);
+	cr_expect(access(a->dir, F_OK) == 0, "a kept VM was removed by its stop");
+
+	sm_vm_list *l = sm_vm_list_load(&err);
+	const sm_vm_info *v = l ? sm_vm_list_find(l, "kept", NULL) : NULL;
+	cr_assert(v);
+	cr_expect_eq(sm_vm_info_status(v), SM_VM_EXITED);
+	cr_expect_eq(sm_vm_info_exit_code(v), 42);
+	cr_expect(sm_vm_info_finished(v) >= sm_vm_info_created(v) && sm_vm_info_finished(v) > 0);
+	cr_expect_str_eq(sm_vm_info_restart_policy(v), "on-failure:2");
+	cr_expect_eq(sm_vm_info_stop_timeout_ms(v), 3000);
+	cr_expect(sm_vm_info_kept(v));
+	cr_expect_eq(sm_vm_info_port_count(v), 0, "an ended VM publishes nothing");
+	json = sm_vm_info_json(v);
+	cr_assert(json);
+	cr_expect(strstr(json, "\"name\": \"kept\"") && strstr(json, "\"exit_code\": 42") &&
+		  strstr(json, "\"running\": false") && strstr(json, "\"memory_mib\": 256") &&
+		  strstr(json, "\"vcpus\": 2") && strstr(json, "\"restart\": \"on-failure:2\""), "%s", json);
+	free(json);
+	sm_vm_list_free(l);
+
+	/* stopped on request: not to be restarted by its watcher */
+	vm = sm_vm_attach("kept", &err);
+	cr_assert(vm);
+	cr_expect(sm_vm_restart(vm, &err) < 0);
+	sm_error_free(err), err = NULL;
+	sm_vm_free(vm);
+	cr_expect(sm_vm_remove("kept", false, &err) == 0, "an ended VM needs no force: %s", sm_error_string(err));
+	cr_expect(access(a->dir, F_OK) < 0);
+	a->dir[0] = 0;
+	vm_destroy(a);
+}
+
+/* meta.json is written by the library but lives in a directory the user can edit: hostile input. */
+Test(api_vm, hostile_metadata)
+{
+	struct vm_meta m = { .pid = 5, .created = 10, .exit_code = -1, .nports = 1 };
+	struct vm_meta r;
+	const char *why;
+	char *text;
+
+	snprintf(m.id, sizeof(m.id), "0123456789ab");
+	snprintf(m.name, sizeof(m.name), "web");
+	snprintf(m.ports[0].addr, sizeof(m.ports[0].addr), "127.0.0.1");
+	m.ports[0].host = 8080, m.ports[0].guest = 80;
+	text = vm_meta_dump(&m);
+	cr_assert(text);
+	cr_assert(vm_meta_parse(text, &r, &why) == 0, "%s", why);
+	cr_expect_str_eq(r.name, "web");
+	cr_expect(r.nports == 1 && r.ports[0].host == 8080 && r.ports[0].guest == 80);
+	cr_expect_eq(r.started, 0);
+	free(text);
+	static const char *const bad[] = {
+		"[]", "{\"id\": \"../../etc\", \"pid\": 1}", "{\"id\": \"0123456789ab\", \"pid\": -4}",
+		"{\"id\": \"0123456789ab\", \"pid\": 1, \"name\": \"a/b\"}",
+		"{\"id\": \"0123456789ab\", \"pid\": 1, \"exit_code\": 999}",
+		"{\"id\": \"0123456789ab\", \"pid\": 1, \"ports\": [{\"addr\": \"x\", \"host\": 1, \"guest\": 0}]}",
+		"{\"id\": \"0123456789ab\", \"pid\": 1, \"ports\": {}}",
+		"{\"id\": \"0123456789ab\", \"pid\": 1, \"volumes\": [1]}",
+		"{\"id\": \"0123456789ab\", \"pid\": 1, \"id\": \"0123456789ac\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect(vm_meta_parse(bad[i], &r, &why) < 0, "accepted: %s", bad[i]);
 }
