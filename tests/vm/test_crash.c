@@ -71,19 +71,7 @@ static void fail_with(sm_error *err, const char *what)
 
 static void install_probe(sm_vm *vm)
 {
-	FILE *f = fopen(SM_FS_PROBE, "rb");
-	sm_error *err = NULL;
-	char *bin;
-	long n;
-
-	cr_assert(f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0);
-	bin = malloc((size_t)n);
-	cr_assert(bin && fread(bin, 1, (size_t)n, f) == (size_t)n);
-	fclose(f);
-	int rc = sm_vm_write_file(vm, PROBE, bin, (size_t)n, 0755, &err);
-	free(bin);
-	if (rc < 0)
-		fail_with(err, "install sm-fsprobe");
+	fx_vm_put_file(vm, SM_FS_PROBE, PROBE, 0755);
 }
 
 /* Reads "ack N" lines from fd for about seconds; the last N acknowledged, or first - 1. */

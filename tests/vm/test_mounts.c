@@ -137,20 +137,7 @@ static int run(sm_vm *vm, const char *const *argv, char **out)
 
 static void install_probe(sm_vm *vm)
 {
-	FILE *f = fopen(SM_FS_PROBE, "rb");
-	sm_error *err = NULL;
-	char *bin;
-	long n;
-
-	cr_assert(f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0);
-	bin = malloc((size_t)n);
-	cr_assert(bin && fread(bin, 1, (size_t)n, f) == (size_t)n);
-	fclose(f);
-	if (sm_vm_write_file(vm, PROBE, bin, (size_t)n, 0755, &err) < 0) {
-		free(bin);
-		ok_or_fail(NULL, err, "install sm-fsprobe");
-	}
-	free(bin);
+	fx_vm_put_file(vm, SM_FS_PROBE, PROBE, 0755);
 }
 
 /* sm-fsprobe's checks all passed, and each of want[] was among them. */
