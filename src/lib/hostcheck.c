@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <linux/seccomp.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/error.h"
@@ -362,6 +364,52 @@ static void check_seccomp(struct sm_host_report *r)
 	item_add(r, "seccomp", SM_CHECK_OK, "seccomp filters with the trap action (the worker's sandbox)");
 }
 
+/* Whether a child may unshare the namespaces a jailed worker starts in: 0 or an errno. */
+static int jail_namespaces_errno(void)
+{
+	struct worker_launch l = { .jail.root = "/" };
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return errno;
+	if (pid == 0)
+		_exit(unshare((int)worker_jail_clone_flags(&l)) < 0 ? errno & 0xff : 0);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
+}
+
+/* Which confinement a worker started now gets (docs/security.md): the jail, or seccomp alone. */
+static void check_jail(struct sm_host_report *r)
+{
+	struct host_item *it;
+	int e;
+
+	if (geteuid() != 0) {
+		item_add(r, "jail", SM_CHECK_OK, "not root: workers run with seccomp and no_new_privs, "
+			 "without a jail (user namespaces are not used yet)");
+		return;
+	}
+	if (!vm_jail_wanted()) {
+		it = item_add(r, "jail", SM_CHECK_WARN, "workers run as root with seccomp and no_new_privs only: "
+			      "the jail is opt-in in this version");
+		item_hint(it, "SUPERMACHINE_JAIL=1 jails them (see docs/security.md for what a jailed worker "
+			  "cannot do yet)");
+		return;
+	}
+	e = jail_namespaces_errno();
+	if (e) {
+		it = item_add(r, "jail", SM_CHECK_FAIL, "workers are jailed as root, but new namespaces are "
+			      "refused here: %s", strerror(e));
+		item_hint(it, "run where namespaces are allowed, or unset SUPERMACHINE_JAIL (no jail)");
+		return;
+	}
+	item_add(r, "jail", SM_CHECK_OK, "workers are jailed: own namespaces, a pivoted root, uid %u and up, "
+		 "rlimits, seccomp", WORKER_JAIL_ID_BASE);
+}
+
 /* The first qemu-system-x86_64 on PATH, into out; NULL when there is none. */
 static const char *find_qemu(char *out, size_t len)
 {
@@ -404,6 +452,7 @@ sm_host_report *sm_host_check(unsigned flags, sm_error **err)
 		check_thp(r);
 		check_overcommit(r);
 		check_seccomp(r);
+		check_jail(r);
 	}
 	if (kvm_failed(r))
 		hostcheck_judge_nested(r, find_qemu(qemu, sizeof(qemu)));

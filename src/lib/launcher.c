@@ -23,6 +23,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -59,7 +61,8 @@ static struct {
 	pthread_cond_t answered;  /* callers: a request was served */
 	struct launch_req *head, *tail;
 	pid_t owner;              /* the process whose launcher runs; 0 before one starts */
-} launcher = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0 };
+	int owner_pidfd;          /* a pidfd of owner, or -1: how a child in a PID namespace sees it end */
+} launcher = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, -1 };
 
 static pthread_once_t launcher_once = PTHREAD_ONCE_INIT;
 
@@ -94,7 +97,21 @@ static void child_cloexec_all(void)
 		fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
-static _Noreturn void child_run(const struct launch *l, int status_fd, pid_t parent)
+/*
+ * Whether the process that forked us ended before our PR_SET_PDEATHSIG
+ * could fire for it. In a PID namespace of our own the parent is outside
+ * it and getppid() says 0 whether it lives or not; its pidfd says.
+ */
+static bool child_orphaned(pid_t parent, int owner_pidfd)
+{
+	struct pollfd p = { .fd = owner_pidfd, .events = POLLIN };
+
+	if (getppid() == parent)
+		return false;
+	return owner_pidfd < 0 || poll(&p, 1, 0) != 0;
+}
+
+static _Noreturn void child_run(const struct launch *l, int status_fd, pid_t parent, int owner_pidfd)
 {
 	sigset_t none;
 	int fd;
@@ -103,7 +120,7 @@ static _Noreturn void child_run(const struct launch *l, int status_fd, pid_t par
 		setsid(); /* no terminal signals from the shell that ran `run -d` */
 	} else {
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* the launcher thread: it ends with the process only */
-		if (getppid() != parent) {
+		if (child_orphaned(parent, owner_pidfd)) {
 			errno = ESRCH; /* the process ended before the prctl */
 			child_fail(status_fd, LAUNCH_PARENT);
 		}
@@ -141,6 +158,25 @@ static int launcher_pipe(int fds[2])
 	return -1;
 }
 
+/*
+ * The child: _Fork(), or for a jailed worker clone3() into its namespaces
+ * and cgroup. Like _Fork() it returns twice; the child then makes only
+ * raw system calls, so glibc's idea of its thread id (stale after a raw
+ * clone) is never consulted.
+ */
+static pid_t launcher_clone(const struct launch *l)
+{
+	struct clone_args a = {
+		.flags = l->namespaces | (l->cgroup ? CLONE_INTO_CGROUP : 0),
+		.exit_signal = SIGCHLD,
+		.cgroup = l->cgroup ? (uint64_t)l->cgroup_fd : 0,
+	};
+
+	if (!a.flags)
+		return _Fork();
+	return (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+}
+
 /* Forks r's child, lock held: no fork() of the program copies the pipe meanwhile. */
 static void launcher_fork(struct launch_req *r)
 {
@@ -150,9 +186,9 @@ static void launcher_fork(struct launch_req *r)
 		r->errnum = errno;
 		return;
 	}
-	r->pid = _Fork();
+	r->pid = launcher_clone(r->l);
 	if (r->pid == 0)
-		child_run(r->l, fds[1], launcher.owner);
+		child_run(r->l, fds[1], launcher.owner, launcher.owner_pidfd);
 	r->errnum = errno;
 	close(fds[1]);
 	if (r->pid > 0)
@@ -201,6 +237,7 @@ static int launcher_start(void)
 		return rc;
 	pthread_setname_np(t, "sm-launcher");
 	launcher.owner = getpid();
+	launcher.owner_pidfd = (int)syscall(SYS_pidfd_open, launcher.owner, 0);
 	return 0;
 }
 
@@ -221,6 +258,9 @@ static void launcher_child(void)
 {
 	launcher.head = launcher.tail = NULL;
 	launcher.owner = 0;
+	if (launcher.owner_pidfd >= 0)
+		close(launcher.owner_pidfd); /* the parent's */
+	launcher.owner_pidfd = -1;
 	pthread_cond_init(&launcher.queued, NULL);
 	pthread_cond_init(&launcher.answered, NULL);
 	pthread_mutex_unlock(&launcher.lock);

@@ -24,6 +24,15 @@ struct launch {
 	 * killed (SIGKILL) when the process ends.
 	 */
 	bool detached;
+	/*
+	 * CLONE_NEW* flags (a jailed worker, worker_jail_clone_flags()): the
+	 * child is started by clone3 in those namespaces, PID 1 of its own
+	 * PID namespace when CLONE_NEWPID is among them, and still the
+	 * caller's child: pid, pidfd and waitpid are the host's.
+	 */
+	unsigned long namespaces;
+	bool cgroup;             /* it starts in the cgroup v2 directory cgroup_fd (CLONE_INTO_CGROUP) */
+	int cgroup_fd;
 };
 
 /*

@@ -47,21 +47,6 @@ bool snapshot_name_valid(const char *name)
 	       !strstr(name, SNAP_PARTIAL_MARK);
 }
 
-int snapshot_base(char *out, size_t len, sm_error **err)
-{
-	struct oci_store *st = NULL;
-
-	if (oci_store_open(NULL, &st, err) < 0)
-		return -1;
-	int n = snprintf(out, len, "%s/snapshots", oci_store_root(st));
-	oci_store_close(st);
-	if (n < 0 || (size_t)n >= len)
-		return sm_error_set(err, SM_E_INVALID, 0, "snapshot directory path too long"), -1;
-	if (mkdir(out, 0700) < 0 && errno != EEXIST)
-		return sm_error_set(err, SM_E_IO, errno, "create %s", out), -1;
-	return 0;
-}
-
 int snapshot_resolve(const char *name_or_dir, char *out, size_t len, sm_error **err)
 {
 	char base[4096], cwd[4096];
@@ -446,6 +431,12 @@ int snapshot_capture(struct sm_vm *vm, const char *dir, const struct snapshot_ex
 	/* beside the target, so the final rename stays in one filesystem */
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s" SNAP_PARTIAL_MARK "XXXXXX", dir) >= sizeof(tmp) || !mkdtemp(tmp)) {
 		sm_error_set(err, SM_E_IO, errno, "create a directory beside %s", dir);
+		goto out;
+	}
+	/* a jailed worker writes the files as its own uid */
+	if (vm->jailed && chown(tmp, vm->jail_uid, vm->jail_gid) < 0) {
+		sm_error_set(err, SM_E_IO, errno, "hand %s to the jailed worker", tmp);
+		dir_remove(tmp);
 		goto out;
 	}
 	if (capture_into(vm, tmp, m, extra, err) < 0 || dir_install(tmp, dir, replace, err) < 0) {

@@ -118,8 +118,7 @@ bool snapshot_name_valid(const char *name);
 int snapshot_prune_partial(unsigned min_age_s, uint64_t *bytes, sm_error **err);
 /* Where name_or_dir lives: a name in the store's snapshots/, else the path as given (made absolute). */
 int snapshot_resolve(const char *name_or_dir, char *out, size_t len, sm_error **err);
-/* The store's snapshots/ directory (created). */
-int snapshot_base(char *out, size_t len, sm_error **err);
+/* The store's snapshots/ directory (created): snapshot_base(), in lib/vm.h. */
 /*
  * Every check a restore makes before a worker runs: metadata, the state
  * and memory files (present, sizes, the memory header's id and RAM size),

@@ -432,18 +432,24 @@ static int vm_spawn(struct sm_vm *vm, struct vm_plan *p, const sm_vm_config *cfg
 	return vm_spawn_launch(vm, &l, p->assets.worker, cfg->detached, err);
 }
 
-static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err);
+static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, const struct vm_jail *j,
+			 sm_error **err);
 
 int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char *exe, bool detached,
 		    sm_error **err)
 {
+	struct worker_launch jailed = *l;
+	struct vm_jail j;
 	char why[256], **argv;
-	int rc = worker_launch_argv(l, exe, &argv, why, sizeof(why));
+	int rc;
 
+	if (vm_jail_prepare(vm, &jailed, &j, err) < 0)
+		return -1;
+	rc = worker_launch_argv(&jailed, exe, &argv, why, sizeof(why));
 	if (rc < 0)
 		return sm_error_set(err, rc == -ENOMEM ? SM_E_NOMEM : SM_E_INVALID, 0, "worker command line: %s",
 				    why), -1;
-	rc = vm_spawn_argv(vm, (const char *const *)argv, detached, err);
+	rc = vm_spawn_argv(vm, (const char *const *)argv, detached, &j, err);
 	worker_argv_free(argv);
 	return rc;
 }
@@ -490,16 +496,25 @@ static char **vm_args_load(const struct sm_vm *vm, sm_error **err)
 	return v;
 }
 
-static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err)
+static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, const struct vm_jail *j,
+			 sm_error **err)
 {
 	char log[VM_PATH_MAX + 16];
-	struct launch l = { .argv = argv, .log = log, .detached = detached };
+	struct launch l = { .argv = argv, .log = log, .detached = detached, .namespaces = j->namespaces };
 
 	snprintf(log, sizeof(log), "%s/worker.log", vm->dir);
 	if (vm_args_save(vm, argv, err) < 0 || launcher_spawn(&l, &vm->pid, &vm->pidfd, err) < 0)
 		return -1;
 	vm->owned = true;
 	return 0;
+}
+
+/* The saved command line again, in the jail its options describe (none when it has none). */
+static int vm_respawn(struct sm_vm *vm, char **argv, bool detached, sm_error **err)
+{
+	struct vm_jail j = { .namespaces = worker_argv_jail_clone_flags((const char *const *)argv) };
+
+	return vm_spawn_argv(vm, (const char *const *)argv, detached, &j, err);
 }
 
 static void vm_command_string(const char *const *argv, char *out, size_t len)
@@ -1014,7 +1029,7 @@ int sm_vm_restart(sm_vm *vm, sm_error **err)
 	vm->pidfd = -1;
 	vm->exited = false;
 	vm->exit_status = 0;
-	int rc = vm_spawn_argv(vm, (const char *const *)argv, m.detached, err);
+	int rc = vm_respawn(vm, argv, m.detached, err);
 	strv_free(argv);
 	if (rc < 0 || vm_meta_update(vm, vm_record_restart, vm, err) < 0)
 		return sm_error_wrap(err, "restart VM %s", vm->id), -1;

@@ -49,6 +49,8 @@ struct sm_vm {
 	char **volumes;             /* host paths to fsync on a clean stop */
 	unsigned nvolumes;
 	uint32_t balloon_target;    /* pages, from the snapshot: applied after each restore and reset */
+	bool jailed;                /* its worker runs in a jail (vm_jail.c) as jail_uid:jail_gid */
+	uint32_t jail_uid, jail_gid;
 	const struct vm_kind *kind; /* booted, restored, detached, pooled: what free and reset do */
 	void *kind_data;            /* the kind's own (a pooled VM's place in its pool), else NULL */
 };
@@ -191,6 +193,31 @@ struct vm_machine {
 	bool network;
 	bool restartable; /* booted, its worker's command line kept: sm_vm_restart() can boot it again */
 };
+
+/* ---- the worker's jail (vm_jail.c, docs/security.md) ---- */
+
+#define VM_JAIL_DIR "jail" /* in the runtime directory: the worker's root once jailed */
+
+/* What a jailed launch adds to the worker's command line and to its start. */
+struct vm_jail {
+	char root[VM_PATH_MAX + 8];
+	char snapshots[4200];       /* the store's snapshots directory, bound into the jail */
+	unsigned long namespaces;   /* 0: no jail */
+};
+
+/*
+ * When the library runs as root and SUPERMACHINE_JAIL=1: fills
+ * l->jail and j for vm's worker and marks vm jailed. 0 (also when no jail
+ * applies), or -1 with err set.
+ */
+int vm_jail_prepare(struct sm_vm *vm, struct worker_launch *l, struct vm_jail *j, sm_error **err);
+/*
+ * The store's snapshots directory into out, made if missing (in
+ * vm_jail.c: the jail binds it, snapshot.c names snapshots in it).
+ */
+int snapshot_base(char *out, size_t len, sm_error **err);
+/* Whether a worker started now would be jailed: root, and SUPERMACHINE_JAIL=1. */
+bool vm_jail_wanted(void);
 /* Writes meta.json for `ps`; command may be NULL. */
 int vm_record_meta(struct sm_vm *vm, const sm_vm_config *cfg, const char *label, const char *const *command,
 		   const struct vm_machine *mach, sm_error **err);

@@ -274,6 +274,8 @@ void vm_runtime_remove_dir(const char *dir)
 		}
 	if (d)
 		closedir(d);
+	runtime_join(path, sizeof(path), dir, VM_JAIL_DIR); /* empty: the jail's tmpfs was the worker's */
+	rmdir(path);
 	rmdir(dir);
 }
 

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,6 +47,13 @@ const char worker_usage[] =
 	"  --console FILE|-      guest console to FILE, or - for the terminal (default -)\n"
 	"  --control UDS         control socket (line protocol: status, stop, boot-time,\n"
 	"                        stats, startup, snapshot DIR, reset, help)\n"
+	"  --jail-root DIR       jail (as root; docs/security.md): pivot into a tmpfs\n"
+	"                        mounted on DIR once set up, in the namespaces the\n"
+	"                        library started the worker in\n"
+	"  --jail-uid N, --jail-gid N\n"
+	"                        the ids the jailed worker runs as (default 0: kept)\n"
+	"  --jail-path DIR       bound read-write into the jail at the same path\n"
+	"                        (repeatable, up to 4: where snapshots are written)\n"
 	"  --help                this text\n"
 	"\n"
 	"Exit status: 0 guest reboot, 1 VMM or KVM error, 2 bad usage or setup,\n"
@@ -66,6 +74,10 @@ enum {
 	OPT_CONSOLE,
 	OPT_CONTROL,
 	OPT_RESTORE,
+	OPT_JAIL_ROOT,
+	OPT_JAIL_UID,
+	OPT_JAIL_GID,
+	OPT_JAIL_PATH,
 	OPT_HELP,
 };
 
@@ -83,6 +95,10 @@ static const struct option long_options[] = {
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "control", required_argument, NULL, OPT_CONTROL },
 	{ "restore", required_argument, NULL, OPT_RESTORE },
+	{ "jail-root", required_argument, NULL, OPT_JAIL_ROOT },
+	{ "jail-uid", required_argument, NULL, OPT_JAIL_UID },
+	{ "jail-gid", required_argument, NULL, OPT_JAIL_GID },
+	{ "jail-path", required_argument, NULL, OPT_JAIL_PATH },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -258,6 +274,42 @@ static int parse_mount(struct worker_launch *o, const char *spec, char *err, siz
 	return 0;
 }
 
+static int parse_jail_id(const char *arg, const char *name, uint32_t *out, char *err, size_t errlen)
+{
+	uint64_t v;
+
+	if (parse_uint(arg, 0, UINT32_MAX - 1, &v) < 0)
+		return fail(err, errlen, "--jail-%s '%s': a number below 4294967295", name, arg);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_jail_path(struct worker_jail *j, const char *arg, char *err, size_t errlen)
+{
+	if (j->npaths == WORKER_JAIL_MAX_PATHS)
+		return fail(err, errlen, "--jail-path: at most %d paths", WORKER_JAIL_MAX_PATHS);
+	if (arg[0] != '/')
+		return fail(err, errlen, "--jail-path '%s': an absolute path", arg);
+	j->paths[j->npaths++] = arg;
+	return 0;
+}
+
+static int parse_jail(struct worker_launch *o, int opt, const char *arg, char *err, size_t errlen)
+{
+	switch (opt) {
+	case OPT_JAIL_ROOT:
+		if (arg[0] != '/')
+			return fail(err, errlen, "--jail-root '%s': an absolute path", arg);
+		return set_once(&o->jail.root, arg, "jail-root", err, errlen);
+	case OPT_JAIL_UID:
+		return parse_jail_id(arg, "uid", &o->jail.uid, err, errlen);
+	case OPT_JAIL_GID:
+		return parse_jail_id(arg, "gid", &o->jail.gid, err, errlen);
+	default:
+		return parse_jail_path(&o->jail, arg, err, errlen);
+	}
+}
+
 static int parse_one(struct worker_launch *o, int opt, const char *arg, char *err, size_t errlen)
 {
 	uint64_t v;
@@ -304,6 +356,11 @@ static int parse_one(struct worker_launch *o, int opt, const char *arg, char *er
 	case OPT_HELP:
 		o->help = true;
 		return 0;
+	case OPT_JAIL_ROOT:
+	case OPT_JAIL_UID:
+	case OPT_JAIL_GID:
+	case OPT_JAIL_PATH:
+		return parse_jail(o, opt, arg, err, errlen);
 	default:
 		return -1;
 	}
@@ -362,6 +419,8 @@ int worker_launch_parse(int argc, char **argv, struct worker_launch *o, char *er
 		return fail(err, errlen, "--control needs a socket path");
 	if (o->vsock && o->control && strcmp(o->vsock, o->control) == 0)
 		return fail(err, errlen, "--vsock and --control cannot share the path %s", o->vsock);
+	if ((o->jail.uid || o->jail.gid || o->jail.npaths) && !o->jail.root)
+		return fail(err, errlen, "--jail-uid, --jail-gid and --jail-path need --jail-root");
 	if (!o->console)
 		o->console = "-";
 	return 0;
@@ -465,6 +524,52 @@ static int arg_mounts(struct argv_build *b, const struct worker_launch *l, char 
 	return 0;
 }
 
+static int arg_jail(struct argv_build *b, const struct worker_jail *j, char *err, size_t errlen)
+{
+	if (!j->root)
+		return 0;
+	if (j->root[0] != '/' || j->npaths > WORKER_JAIL_MAX_PATHS)
+		return fail(err, errlen, "jail %s: an absolute root and at most %d paths", j->root,
+			    WORKER_JAIL_MAX_PATHS);
+	arg_opt(b, "--jail-root", j->root);
+	if (j->uid)
+		arg_uint(b, "--jail-uid", j->uid);
+	if (j->gid)
+		arg_uint(b, "--jail-gid", j->gid);
+	for (unsigned i = 0; i < j->npaths; i++) {
+		if (!j->paths[i] || j->paths[i][0] != '/')
+			return fail(err, errlen, "jail path '%s': an absolute path", j->paths[i] ? j->paths[i] : "");
+		arg_opt(b, "--jail-path", j->paths[i]);
+	}
+	return 0;
+}
+
+/* Whether argv (a command line worker_launch_argv() made) holds the long option with code opt. */
+static bool argv_has(const char *const *argv, int opt)
+{
+	for (const struct option *o = long_options; o->name; o++)
+		if (o->val == opt)
+			for (size_t i = 1; argv[i]; i++)
+				if (argv[i][0] == '-' && argv[i][1] == '-' && strcmp(argv[i] + 2, o->name) == 0)
+					return true;
+	return false;
+}
+
+unsigned long worker_argv_jail_clone_flags(const char *const *argv)
+{
+	struct worker_launch l = { .net = argv_has(argv, OPT_NET) };
+
+	l.jail.root = argv_has(argv, OPT_JAIL_ROOT) ? "" : NULL;
+	return worker_jail_clone_flags(&l);
+}
+
+unsigned long worker_jail_clone_flags(const struct worker_launch *l)
+{
+	if (!l->jail.root)
+		return 0;
+	return CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | (l->net ? 0 : CLONE_NEWNET);
+}
+
 int worker_launch_argv(const struct worker_launch *l, const char *exe, char ***out, char *err, size_t errlen)
 {
 	struct argv_build b = { .v = calloc(WORKER_MAX_ARGS, sizeof(char *)) };
@@ -481,7 +586,8 @@ int worker_launch_argv(const struct worker_launch *l, const char *exe, char ***o
 		arg_uint(&b, "--memory", l->memory_mib);
 	if (l->vcpus_set)
 		arg_uint(&b, "--vcpus", l->vcpus);
-	if (arg_disks(&b, l, err, errlen) < 0 || arg_mounts(&b, l, err, errlen) < 0) {
+	if (arg_disks(&b, l, err, errlen) < 0 || arg_mounts(&b, l, err, errlen) < 0 ||
+	    arg_jail(&b, &l->jail, err, errlen) < 0) {
 		worker_argv_free(b.v);
 		return -EINVAL;
 	}

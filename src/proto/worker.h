@@ -34,8 +34,17 @@
 #define WORKER_FIXED_DEVICES 4
 /* a virtio-fs tag: its config field is 36 bytes, not NUL-terminated when full */
 #define WORKER_MOUNT_TAG_MAX 36
-/* the most arguments worker_launch_argv() makes: each option twice, disks and mounts twice each */
-#define WORKER_MAX_ARGS (2 * (16 + WORKER_MAX_DISKS + WORKER_MAX_MOUNTS) + 2)
+/* directories bound into a jail (--jail-path) */
+#define WORKER_JAIL_MAX_PATHS 4
+/* the most arguments worker_launch_argv() makes: each option twice, disks, mounts and jail paths twice each */
+#define WORKER_MAX_ARGS (2 * (20 + WORKER_MAX_DISKS + WORKER_MAX_MOUNTS + WORKER_JAIL_MAX_PATHS) + 2)
+/*
+ * A jailed worker's default uid and gid (docs/security.md): one per VM,
+ * WORKER_JAIL_ID_BASE plus a hash of the VM's id modulo
+ * WORKER_JAIL_ID_COUNT; far above login users and the usual subuid ranges.
+ */
+#define WORKER_JAIL_ID_BASE 0x5e000000u
+#define WORKER_JAIL_ID_COUNT 65536u
 
 struct worker_disk {
 	const char *path;
@@ -66,6 +75,20 @@ struct worker_mount {
 	char *owned;      /* parsed from a spec: the copy tag and dir point into */
 };
 
+/*
+ * A jail (docs/security.md): set when root is the directory the worker
+ * pivots into. The launcher starts such a worker in the namespaces
+ * worker_jail_clone_flags() names; the worker then mounts a tmpfs on root,
+ * binds paths into it at the same paths, pivots, drops to uid and gid
+ * and sets its rlimits.
+ */
+struct worker_jail {
+	const char *root;
+	uint32_t uid, gid;
+	const char *paths[WORKER_JAIL_MAX_PATHS]; /* bound read-write at the same path (snapshot dirs) */
+	unsigned npaths;
+};
+
 /* What a worker runs: a boot (kernel) or a restore (snapshot directory), and its devices. */
 struct worker_launch {
 	const char *kernel;
@@ -83,6 +106,7 @@ struct worker_launch {
 	const char *console;
 	const char *control;
 	const char *restore; /* snapshot directory: RAM, vCPUs and state come from it */
+	struct worker_jail jail;
 	bool help;
 	/* given on the command line (restore refuses them) */
 	bool memory_set, vcpus_set;
@@ -106,6 +130,15 @@ void worker_launch_free(struct worker_launch *l);
  */
 int worker_launch_argv(const struct worker_launch *l, const char *exe, char ***out, char *err, size_t errlen);
 void worker_argv_free(char **argv);
+
+/*
+ * The namespaces (CLONE_NEW* flags) a jailed l starts in: mount, PID,
+ * IPC, UTS, and a network namespace of its own unless l has a NIC (slirp
+ * runs in the worker and needs the host's). 0 when l has no jail.
+ */
+unsigned long worker_jail_clone_flags(const struct worker_launch *l);
+/* The same for a command line worker_launch_argv() made (argv[0] the worker), without parsing it whole. */
+unsigned long worker_argv_jail_clone_flags(const char *const *argv);
 
 /* The name of a symlink policy as a spec says it: "opaque", "deny", "follow". */
 const char *worker_symlinks_name(enum worker_symlinks s);

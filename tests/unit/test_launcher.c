@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +257,33 @@ Test(launcher, detached_child_has_its_own_session)
 	close(s.pidfd);
 	cr_assert(launcher_spawn(&l, &pid, &pidfd, &err) == 0, "%s", sm_error_string(err));
 	cr_expect(getsid(pid) == pid, "a detached child is not in a session of its own");
+	kill_and_reap(pid);
+	close(pidfd);
+}
+
+/*
+ * A jailed worker's start (root only): PID 1 of its own PID namespace, in
+ * its own network namespace (lo alone), and still the caller's child by
+ * its host pid: the pidfd sees it, SIGKILL ends it, waitpid reaps it.
+ */
+Test(launcher, a_child_in_namespaces_is_pid_1_and_still_ours)
+{
+	const char *const argv[] = { "/bin/sh", "-c", "echo pid=$$ nics=$(grep -c : /proc/net/dev); exec sleep 60",
+				     NULL };
+	struct launch l = { .argv = argv, .log = logpath,
+			    .namespaces = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET };
+	sm_error *err = NULL;
+	pid_t pid = -1;
+	int pidfd = -1;
+
+	if (geteuid() != 0)
+		cr_skip_test("namespaces are root's here");
+	cr_assert(launcher_spawn(&l, &pid, &pidfd, &err) == 0, "%s", err ? sm_error_string(err) : "");
+	cr_assert(pidfd >= 0 && pid > 1);
+	for (int i = 0; i < 100 && !strstr(read_log(), "nics="); i++)
+		usleep(20000);
+	cr_expect(strstr(read_log(), "pid=1 nics=1\n"), "PID 1 with lo alone: %s", read_log());
+	cr_expect(!ends_within(pidfd, 100), "it ended early");
 	kill_and_reap(pid);
 	close(pidfd);
 }
