@@ -150,13 +150,20 @@ static struct fs_node *node_find(struct fs_server *s, dev_t dev, ino_t ino, uint
 	return NULL;
 }
 
-/* A new node for fd (taken over) as name in parent. */
+/*
+ * A new node for fd (taken over) as name in parent. node_slot() may move
+ * the node table: parent is found again by its ID afterwards, and callers
+ * must not keep pointers into the table across this call.
+ */
 static int node_add(struct fs_server *s, struct fs_node *parent, const char *name, int fd,
 		    const struct stat *st, bool followed, uint64_t *id)
 {
+	uint64_t parent_id = node_id(s, parent);
 	uint32_t slot;
 	int rc = node_slot(s, &slot);
 	char *copy = rc == 0 ? strdup(name) : NULL;
+
+	parent = fs_node_get(s, parent_id);
 
 	if (!copy) {
 		if (rc == 0) {
@@ -168,7 +175,7 @@ static int node_add(struct fs_server *s, struct fs_node *parent, const char *nam
 	}
 	uint32_t b = bucket_of(st->st_dev, st->st_ino);
 	s->nodes[slot] = (struct fs_node){
-		.fd = fd, .parent = node_id(s, parent), .name = copy, .nlookup = 1,
+		.fd = fd, .parent = parent_id, .name = copy, .nlookup = 1,
 		.dev = st->st_dev, .ino = st->st_ino, .type = st->st_mode & S_IFMT,
 		.followed = followed, .outside = followed || parent->outside, .used = true,
 		.hash_next = s->hash[b],
@@ -563,6 +570,7 @@ int fs_node_restore(struct fs_server *s, uint64_t id, uint64_t parent, const cha
 
 	if (!p || !node_slot_at(s, id) || s->nodes[id - 1].used)
 		return -EINVAL;
+	p = fs_node_get(s, parent); /* node_slot_at() may have moved the table */
 	char *copy = strdup(name);
 	if (!copy)
 		return -ENOMEM;
