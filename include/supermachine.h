@@ -367,6 +367,19 @@ typedef struct sm_vm_config {
 	 * with sm_vm_restart(). NULL = "no".
 	 */
 	const char *restart;
+	/*
+	 * A host directory as the guest's root filesystem instead of an
+	 * image's ext4 file: served over virtio-fs (tag "root", so no mount
+	 * may use that tag, and one fewer mount fits) and mounted by /init
+	 * as /, live, so what the guest writes lands in the directory
+	 * (unless root_read_only). sm_vm_start()'s image is then only a
+	 * label (may be NULL); Env, WorkingDir, User and the workload come
+	 * from this config alone. Such a VM cannot be snapshotted
+	 * (SM_E_UNSUPPORTED). What an OCI runtime serves a bundle's rootfs
+	 * with (docs/kubernetes.md).
+	 */
+	const char *root_dir;
+	bool root_read_only;
 } sm_vm_config;
 #define SM_VM_CONFIG_INIT { .size = sizeof(sm_vm_config) }
 

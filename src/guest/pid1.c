@@ -130,19 +130,32 @@ static int wait_device(const char *dev)
 	return -ENODEV;
 }
 
+/* An image's ext4 disk, read-only, under an overlay whose upper layer is guest RAM. */
+static int mount_root_disk(const char *dev, const char *fstype)
+{
+	if (wait_device(dev) < 0)
+		return -ENODEV;
+	if (mnt(dev, "/sm/lower", fstype, MS_RDONLY, NULL) < 0 ||
+	    mnt("tmpfs", "/sm/rw", "tmpfs", 0, "mode=0755") < 0 ||
+	    init_mkdir_p("/sm/rw/upper", 0755) < 0 || init_mkdir_p("/sm/rw/work", 0755) < 0 ||
+	    mnt("overlay", "/sm/root", "overlay", 0,
+		"lowerdir=/sm/lower,upperdir=/sm/rw/upper,workdir=/sm/rw/work") < 0)
+		return -EIO;
+	return 0;
+}
+
 static int switch_root(const struct proto_config *cfg)
 {
 	static const char *const moved[] = { "/dev", "/proc", "/sys" };
 	const char *fstype = cfg->root_fstype && cfg->root_fstype[0] ? cfg->root_fstype : "ext4";
 	char dst[64];
 
-	if (wait_device(cfg->root_dev) < 0)
-		return -ENODEV;
-	if (mnt(cfg->root_dev, "/sm/lower", fstype, MS_RDONLY, NULL) < 0 ||
-	    mnt("tmpfs", "/sm/rw", "tmpfs", 0, "mode=0755") < 0 ||
-	    init_mkdir_p("/sm/rw/upper", 0755) < 0 || init_mkdir_p("/sm/rw/work", 0755) < 0 ||
-	    mnt("overlay", "/sm/root", "overlay", 0,
-		"lowerdir=/sm/lower,upperdir=/sm/rw/upper,workdir=/sm/rw/work") < 0)
+	/*
+	 * A share (an OCI bundle's rootfs directory) is the root as it is:
+	 * its writes belong to the host's directory, as they do under runc.
+	 */
+	if (strcmp(fstype, PROTO_FSTYPE_VIRTIOFS) == 0 ? mnt(cfg->root_dev, "/sm/root", fstype, 0, NULL) < 0
+						       : mount_root_disk(cfg->root_dev, fstype) < 0)
 		return -EIO;
 	for (size_t i = 0; i < sizeof(moved) / sizeof(moved[0]); i++) {
 		snprintf(dst, sizeof(dst), "/sm/root%s", moved[i]);

@@ -34,7 +34,7 @@ sm_vm *sm_vm_start(const char *image, const sm_vm_config *cfg, sm_error **err)
 	if (vm_config_copy(&c, cfg, err) < 0)
 		return NULL;
 	/* a baked snapshot of that name: restore it instead of booting */
-	if (image && sm_snapshot_exists(image))
+	if (image && !c.root_dir && sm_snapshot_exists(image))
 		return sm_vm_restore(image, &c, err);
 	return vm_boot(image, &c, err);
 }

@@ -426,6 +426,12 @@ int snapshot_capture(struct sm_vm *vm, const char *dir, const struct snapshot_ex
 		goto out;
 	}
 	snprintf(boot, sizeof(boot), "%s/" SNAPMETA_BOOT_FILE, vm->dir);
+	if (access(boot, F_OK) < 0 && errno == ENOENT) {
+		/* vm_record_boot writes none for a VM whose root is a host directory */
+		sm_error_set(err, SM_E_UNSUPPORTED, 0, "VM %s has a host directory as its root: it cannot be snapshotted",
+			     vm->id);
+		goto out;
+	}
 	if (vm_check(vm, "snapshot", err) < 0 || snapmeta_load(boot, true, m, err) < 0)
 		goto out;
 	/* beside the target, so the final rename stays in one filesystem */

@@ -331,8 +331,9 @@ static int vm_plan_volumes(struct vm_plan *p, struct sm_vm *vm, const sm_vm_conf
 	if (cfg->nvolumes > VM_MAX_VOLUMES)
 		return sm_error_set(err, SM_E_INVALID, 0, "%zu volumes: at most %u", cfg->nvolumes, VM_MAX_VOLUMES),
 		       -1;
-	p->disks[0] = (struct worker_disk){ .path = p->rootfs, .read_only = true, .id = "rootfs" };
-	p->ndisks = 1;
+	/* a root directory is a share, not disk 0 (vm_plan_root) */
+	if (!cfg->root_dir)
+		p->disks[p->ndisks++] = (struct worker_disk){ .path = p->rootfs, .read_only = true, .id = "rootfs" };
 	vm->volumes = calloc(cfg->nvolumes + 1, sizeof(char *));
 	if (!vm->volumes)
 		return sm_error_set(err, SM_E_NOMEM, 0, "volumes"), -1;
@@ -350,7 +351,9 @@ static int vm_plan_volumes(struct vm_plan *p, struct sm_vm *vm, const sm_vm_conf
 			return sm_error_set(err, SM_E_NOMEM, 0, "volumes"), -1;
 		p->disks[p->ndisks++] = (struct worker_disk){ .path = v->host_path, .read_only = v->read_only };
 	}
-	return vm_mounts_plan(cfg, &p->mounts, err);
+	if (vm_mounts_plan(cfg, &p->mounts, err) < 0)
+		return -1;
+	return cfg->root_dir ? vm_mounts_add_root(&p->mounts, cfg->root_dir, cfg->root_read_only, err) : 0;
 }
 
 int sm_signal_parse(const char *s)
@@ -382,8 +385,8 @@ static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_confi
 		.flags = (cfg->power_off_on_exit ? PROTO_CFG_SHUTDOWN_ON_EXIT : 0) |
 			 (cfg->network ? PROTO_CFG_NETWORK : 0),
 		.hostname = cfg->hostname ? cfg->hostname : vm->id,
-		.root_dev = "/dev/vda",
-		.root_fstype = "ext4",
+		.root_dev = cfg->root_dir ? VM_ROOT_TAG : "/dev/vda",
+		.root_fstype = cfg->root_dir ? PROTO_FSTYPE_VIRTIOFS : "ext4",
 		.workdir = cfg->workdir ? cfg->workdir : (ic && ic->working_dir ? ic->working_dir : ""),
 		.user = cfg->user ? cfg->user : (ic && ic->user ? ic->user : ""),
 		.stop_signal = ic && ic->stop_signal ? (uint32_t)sm_signal_parse(ic->stop_signal) : 0,
@@ -400,7 +403,8 @@ static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_confi
 	pc.nargv = (uint32_t)strv_len((char *const *)workload);
 	pc.argv = (const char **)workload;
 	for (size_t i = 0; i < cfg->nvolumes; i++) {
-		snprintf(devs[i], sizeof(devs[i]), "/dev/vd%c", (char)('b' + i));
+		/* disk 0 is the image's root filesystem, unless the root is a directory */
+		snprintf(devs[i], sizeof(devs[i]), "/dev/vd%c", (char)((cfg->root_dir ? 'a' : 'b') + i));
 		vols[i] = (struct proto_volume){ devs[i], cfg->volumes[i].guest_path, "",
 						 cfg->volumes[i].read_only ? PROTO_VOL_RO : 0 };
 	}
@@ -582,10 +586,13 @@ int vm_write_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_e
 /* boot.json: what a capture of this VM records (src/lib/snapshot.h). */
 static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm_config *cfg, sm_error **err)
 {
-	struct snap_meta *m = calloc(1, sizeof(*m));
+	struct snap_meta *m;
 	const char *const *wl = vm_workload(vm, cfg);
 	int rc = -1;
 
+	if (cfg->root_dir)
+		return 0; /* a live directory is no snapshot's root: no record, so no capture (snapshot.c) */
+	m = calloc(1, sizeof(*m));
 	if (!m)
 		return sm_error_set(err, SM_E_NOMEM, 0, "boot record"), -1;
 	m->memory_mib = cfg->memory_mib ? cfg->memory_mib : VM_DEFAULT_MEMORY_MIB;
@@ -701,6 +708,8 @@ struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err
 		sm_error_set(err, SM_E_NOMEM, 0, "start VM");
 		goto fail;
 	}
+	if (cfg->root_dir && (!image || !*image))
+		image = cfg->root_dir;
 	if (!image || !*image) {
 		sm_error_set(err, SM_E_INVALID, 0, "start VM: no image given");
 		goto fail;
@@ -708,7 +717,7 @@ struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err
 	p->image_label = image;
 	vm->kind = cfg->detached ? &vm_kind_detached : &vm_kind_booted;
 	vm->remove = !cfg->detached;
-	if (vm_assets_find(cfg->assets, &p->assets, err) < 0 || vm_plan_image(p, vm, image, err) < 0 ||
+	if (vm_assets_find(cfg->assets, &p->assets, err) < 0 || (!cfg->root_dir && vm_plan_image(p, vm, image, err) < 0) ||
 	    vm_plan_volumes(p, vm, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 || vm_runtime_create(vm, err) < 0 ||
 	    vm_take_config(vm, cfg, err) < 0)
 		goto fail;

@@ -213,6 +213,27 @@ fail:
 	return -1;
 }
 
+int vm_mounts_add_root(struct vm_mounts *ms, const char *dir, bool read_only, sm_error **err)
+{
+	sm_mount root = { .host_dir = dir, .tag = VM_ROOT_TAG, .read_only = read_only };
+	struct vm_mount *m = &ms->m[ms->n];
+
+	if (ms->n >= SM_MAX_MOUNTS)
+		return sm_error_set(err, SM_E_INVALID, 0, "root directory %s: %d mounts leave no room for the root's share",
+				    dir, SM_MAX_MOUNTS), -1;
+	for (unsigned i = 0; i < ms->n; i++)
+		if (strcmp(ms->m[i].tag, VM_ROOT_TAG) == 0)
+			return sm_error_set(err, SM_E_INVALID, 0, "mount %u: tag '" VM_ROOT_TAG "' is the root directory's",
+					    i), -1;
+	memset(m, 0, sizeof(*m));
+	if (mount_fields(&root, m, ms->n, err) < 0 || mount_host_dir(&root, m, ms->n, err) < 0) {
+		free(m->host_dir);
+		return sm_error_wrap(err, "root directory"), -1;
+	}
+	ms->n++;
+	return 0;
+}
+
 void vm_mounts_launch(const struct vm_mounts *ms, struct worker_launch *l)
 {
 	for (unsigned i = 0; i < ms->n && i < WORKER_MAX_MOUNTS; i++)

@@ -36,6 +36,12 @@ int vm_mounts_plan(const sm_vm_config *cfg, struct vm_mounts *ms, sm_error **err
 /* A restore's: the snapshot's saved mounts, with cfg's host directories when it gives them. */
 int vm_mounts_restore(const json_t *saved, const sm_vm_config *cfg, struct vm_mounts *ms, sm_error **err);
 void vm_mounts_free(struct vm_mounts *ms);
+/*
+ * sm_vm_config.root_dir: one more share, tag VM_ROOT_TAG, no guest path
+ * (/init mounts it as the root, root_fstype PROTO_FSTYPE_VIRTIOFS).
+ */
+#define VM_ROOT_TAG "root"
+int vm_mounts_add_root(struct vm_mounts *ms, const char *dir, bool read_only, sm_error **err);
 
 /* One virtio-fs device per mount (pointers into ms). */
 void vm_mounts_launch(const struct vm_mounts *ms, struct worker_launch *l);

@@ -42,19 +42,32 @@ Test(source_lint, library_sources_never_print)
 }
 
 /*
- * The CLI is built on include/supermachine.h alone, as crun's CLI is on
- * libcrun: of the tree it includes only its own headers (src/cli/NAME.h),
- * so whatever it needs is public API an embedder has too.
+ * The CLI and the OCI runtime are built on include/supermachine.h alone,
+ * as crun's CLI is on libcrun: of the tree each includes only its own
+ * headers (src/DIR/NAME.h), so whatever they need is public API an
+ * embedder has too.
  */
+static void expect_public_header_only(const char *dir)
+{
+	char found[4096], cmd[1024];
+
+	snprintf(cmd, sizeof(cmd),
+		 "{ grep -nE '#[[:space:]]*include[[:space:]]*\"' src/%s/*.[ch] | grep -vE '\"%s/[a-z_]+\\.h\"'; "
+		 "grep -nE '#[[:space:]]*include[[:space:]]*<(lib|oci|base|proto|vmm|devices|worker|guest|tools|cli|runtime)/' "
+		 "src/%s/*.[ch]; } || true",
+		 dir, dir, dir);
+	grep_tree(cmd, found, sizeof(found));
+	cr_expect_str_eq(found, "", "src/%s includes more than src/%s/NAME.h and <supermachine.h>:\n%s", dir, dir, found);
+}
+
 Test(source_lint, cli_includes_only_the_public_header)
 {
-	char found[4096];
+	expect_public_header_only("cli");
+}
 
-	grep_tree("{ grep -nE '#[[:space:]]*include[[:space:]]*\"' src/cli/*.[ch] | grep -vE '\"cli/[a-z_]+\\.h\"'; "
-		  "grep -nE '#[[:space:]]*include[[:space:]]*<(lib|oci|base|proto|vmm|devices|worker|guest|tools)/' "
-		  "src/cli/*.[ch]; } || true",
-		  found, sizeof(found));
-	cr_expect_str_eq(found, "", "src/cli includes more than src/cli/NAME.h and <supermachine.h>:\n%s", found);
+Test(source_lint, runtime_includes_only_the_public_header)
+{
+	expect_public_header_only("runtime");
 }
 
 /*

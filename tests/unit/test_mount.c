@@ -234,3 +234,40 @@ Test(mount, hostile_record)
 		json_decref(j);
 	}
 }
+
+/* sm_vm_config.root_dir: one more share, tag "root", never mounted by /init as a volume. */
+Test(mount, root_directory_share)
+{
+	sm_mount mine = { .host_dir = dir_a, .tag = VM_ROOT_TAG, .guest_path = "/w" };
+	sm_mount sixteen[SM_MAX_MOUNTS];
+	sm_vm_config c = { .mounts = &mine, .nmounts = 1 };
+	struct proto_volume guest[SM_MAX_MOUNTS];
+	struct vm_mounts out;
+	sm_error *e = NULL;
+
+	cr_assert_eq(vm_mounts_plan(&c, &out, NULL), 0);
+	cr_expect_eq(vm_mounts_add_root(&out, dir_b, false, &e), -1, "a mount tagged 'root' and a root directory");
+	cr_expect_not_null(e && strstr(sm_error_string(e), "tag 'root'"));
+	sm_error_free(e);
+	e = NULL;
+	vm_mounts_free(&out);
+	c.nmounts = 0;
+	cr_assert_eq(vm_mounts_plan(&c, &out, NULL), 0);
+	cr_expect_eq(vm_mounts_add_root(&out, "/nonexistent-root-dir", false, &e), -1);
+	cr_expect_eq(sm_error_code(e), SM_E_NOT_FOUND);
+	sm_error_free(e);
+	cr_assert_eq(vm_mounts_add_root(&out, dir_b, true, NULL), 0);
+	cr_assert_eq(out.n, 1);
+	cr_expect_str_eq(out.m[0].tag, VM_ROOT_TAG);
+	cr_expect(out.m[0].read_only);
+	cr_expect_eq(vm_mounts_guest(&out, guest), 0);
+	vm_mounts_free(&out);
+	for (int i = 0; i < SM_MAX_MOUNTS; i++)
+		sixteen[i] = (sm_mount){ .host_dir = dir_a };
+	c = (sm_vm_config){ .mounts = sixteen, .nmounts = SM_MAX_MOUNTS - 2 };
+	cr_assert_eq(vm_mounts_plan(&c, &out, NULL), 0);
+	out.n = SM_MAX_MOUNTS; /* as if full */
+	cr_expect_eq(vm_mounts_add_root(&out, dir_b, false, NULL), -1);
+	out.n = SM_MAX_MOUNTS - 2;
+	vm_mounts_free(&out);
+}
