@@ -437,6 +437,31 @@ Test(virtio_fs, forget_frees_nodes, .init = fx_setup, .fini = fx_teardown)
 	cr_expect_eq(CALL1(FUSE_GETATTR, g, ga), -ESTALE);
 }
 
+/*
+ * A lookup that grows the node table: the parent must be found again
+ * after it moved (ASan saw the old table used once a directory held more
+ * nodes than the first allocation).
+ */
+Test(virtio_fs, lookups_past_the_first_table_keep_their_parents, .init = fx_setup, .fini = fx_teardown)
+{
+	char name[32];
+	uint64_t d, n;
+
+	mkdir(host("d"), 0755);
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "d/f%03d", i);
+		host_write(name, "");
+	}
+	d = node_of(ROOT, "d");
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "f%03d", i);
+		n = node_of(d, name);
+		cr_assert_eq(fs_node_get(fx.s, n)->parent, d, "f%03d's parent", i);
+	}
+	cr_expect_eq(fx.s->nodes_used, 302);
+	cr_expect_eq(fs_node_get(fx.s, d)->refs, 300, "d is held by each child");
+}
+
 /* ---- what is refused ---- */
 
 Test(virtio_fs, bad_names_are_refused, .init = fx_setup, .fini = fx_teardown)
