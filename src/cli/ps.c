@@ -86,7 +86,8 @@ int cmd_ps(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "aqh", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":aqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'a': all = true; break;
 		case 'q': quiet = true; break;
@@ -96,7 +97,7 @@ int cmd_ps(int argc, char **argv)
 				return 2;
 			break;
 		case 'h': ps_usage(stdout); return 0;
-		default: ps_usage(stderr); return CLI_EXIT_FAILED;
+		default: cli_bad_option(c, argv, "ps"); return CLI_EXIT_FAILED;
 		}
 	}
 	if (optind < argc) {

@@ -563,6 +563,8 @@ int vm_record_meta(struct sm_vm *vm, const sm_vm_config *cfg, const char *label,
 int vm_take_config(struct sm_vm *vm, const sm_vm_config *cfg, sm_error **err)
 {
 	vm->keep = cfg->keep;
+	if (vm->keep)
+		vm->remove = false; /* its record outlives it until sm_vm_remove(), even in the foreground */
 	vm->stop_timeout_ms = cfg->stop_timeout_ms;
 	if (cfg->restart && sm_restart_parse(cfg->restart, NULL) < 0)
 		return sm_error_set(err, SM_E_INVALID, 0, "restart policy '%s': want no, on-failure or on-failure:N",

@@ -155,12 +155,12 @@ Test(lifecycle, exit_codes_as_docker)
 	cr_expect_eq(rc, 126, "not executable: %d: %s", rc, s(err));
 	free(out), free(err);
 	expect_failure((const char *[]){ "run", "--rm", "no-such-image-here", NULL }, 125, "no-such-image-here");
-	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "x", IMAGE, "sleep", "600", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "xc", IMAGE, "sleep", "600", NULL });
 	cr_assert_eq(rc, 0, "run -d: %s", s(err));
 	free(out), free(err);
-	expect_failure((const char *[]){ "exec", "x", "/no/such/command", NULL }, 127, "/no/such/command");
+	expect_failure((const char *[]){ "exec", "xc", "/no/such/command", NULL }, 127, "/no/such/command");
 	expect_failure((const char *[]){ "exec", "nosuchvm", "true", NULL }, 125, "no such VM: nosuchvm");
-	rc = fx_cli_run(&out, &err, (const char *[]){ "rm", "-f", "x", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "rm", "-f", "xc", NULL });
 	cr_expect_eq(rc, 0, "rm -f: %s", s(err));
 	free(out), free(err);
 }

@@ -171,7 +171,7 @@ Test(run, detached_service_ps_exec_logs_stop)
 
 	rc = fx_cli_run(&out, &err, (const char *[]){ "ps", NULL });
 	cr_expect_eq(rc, 0);
-	cr_expect(strstr(s(out), id) && strstr(s(out), "running"), "ps: %s", s(out));
+	cr_expect(strstr(s(out), id) && strstr(s(out), "Up "), "ps: %s", s(out));
 	free(out), free(err);
 
 	rc = fx_cli_run(&out, &err, (const char *[]){ "exec", id, "sh", "-c", "cat /etc/motd; exit 7", NULL });
