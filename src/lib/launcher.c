@@ -32,7 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #define LAUNCH_CLOEXEC_FALLBACK_MAX 65536 /* descriptors marked one by one without close_range */
 
