@@ -1,0 +1,132 @@
+// The binding without a VM: errors and their codes, argument checks,
+// pull and images against a local registry, worker_threads, and a process
+// that exits by itself once its calls are done.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { test, after } from 'node:test';
+import { Worker } from 'node:worker_threads';
+
+import { sm, scratchStore, ociFixtures, startRegistry, pkgDir } from './helpers.mjs';
+
+const store = scratchStore('unit');
+after(() => store.remove());
+
+test('a snapshot that does not exist is a SupermachineError with its code and a cause chain', async () => {
+  const e = await sm.Image.fromSnapshot('no-such-snapshot').then(() => null, (x) => x);
+  assert.ok(e instanceof sm.SupermachineError, `got ${e}`);
+  assert.equal(e.code, 'not-found');
+  assert.match(e.message, /no-such-snapshot/);
+  assert.ok(e.cause instanceof sm.SupermachineError, 'no cause chain');
+  assert.ok(e.message.endsWith(e.cause.message), 'the outer message holds the inner one');
+});
+
+test('a broken snapshot directory is a snapshot error', async () => {
+  execFileSync('sh', ['-c', `mkdir -p ${store.dir}/bad && echo '{' > ${store.dir}/bad/metadata.json`]);
+  const e = await sm.Image.fromSnapshot(`${store.dir}/bad`).then(() => null, (x) => x);
+  assert.ok(e instanceof sm.SupermachineError);
+  assert.equal(e.code, 'snapshot');
+});
+
+test('bad arguments are refused before anything runs, with code invalid', async () => {
+  const invalid = (fn) => assert.throws(fn, (e) => e instanceof sm.SupermachineError && e.code === 'invalid');
+  invalid(() => sm.native.imageOpen(42));
+  invalid(() => sm.native.vmStart('img', { memoryMib: -1 }));
+  invalid(() => sm.native.vmStart('img', { memoryMib: 1.5 }));
+  invalid(() => sm.native.vmStart('img', { profile: 'fastest' }));
+  invalid(() => sm.native.vmStart('img', { workload: [] }));
+  invalid(() => sm.native.vmStart('img', { volumes: ['nocolon'] }));
+  invalid(() => sm.native.vmStart('img', 'not an object'));
+  invalid(() => sm.native.vmStart('i\0mg'));
+  invalid(() => sm.native.poolNew('snap', { max: 'eight' }));
+  invalid(() => sm.native.vmInfo({}));
+  invalid(() => sm.native.exec(undefined, { argv: ['true'] }));
+  invalid(() => sm.native.bake('img', {}));
+  invalid(() => sm.native.bake('img', { name: 'x', snapshotOn: 'whenever' }));
+  invalid(() => sm.native.bake('img', { name: 'x', snapshotOn: 'after:' }));
+  // a pool handle is no VM handle
+  const e = await sm.Image.fromSnapshot('nope').catch((x) => x);
+  assert.equal(e.code, 'not-found');
+});
+
+test('codes are the library\'s names', () => {
+  assert.equal(sm.native.codeName(2), 'not-found');
+  assert.equal(sm.version(), '0.1.0');
+});
+
+test('many calls at once each settle', async () => {
+  const all = await Promise.allSettled(Array.from({ length: 64 }, (_, i) => sm.Image.fromSnapshot(`missing-${i}`)));
+  assert.equal(all.length, 64);
+  all.forEach((r, i) => {
+    assert.equal(r.status, 'rejected');
+    assert.match(r.reason.message, new RegExp(`missing-${i}\\b`));
+  });
+});
+
+test('the binding loads and works in worker_threads', async (t) => {
+  if (process.env.SUPERMACHINE_NODE_PRELOAD) {
+    // seen to hang with the sanitizer runtimes preloaded into node: not understood yet (docs/node.md)
+    t.skip('worker_threads under a preloaded ASan runtime');
+    return;
+  }
+  const src = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const sm = require(workerData);
+    sm.Image.fromSnapshot('nope-in-worker').catch((e) => parentPort.postMessage(e.code + ' ' + (e instanceof sm.SupermachineError)));`;
+  // one after another: several environments starting at once is left to the integrator's
+  // report (a crash seen once in 35 runs of 6 workers at once, not yet understood)
+  const codes = [];
+  for (let i = 0; i < 2; i++) {
+    codes.push(await new Promise((resolve, reject) => {
+      const w = new Worker(src, { eval: true, workerData: pkgDir });
+      w.once('message', resolve);
+      w.once('error', reject);
+    }));
+  }
+  assert.deepEqual(codes, ['not-found true', 'not-found true']);
+});
+
+test('a process whose calls are done exits by itself (no handle left referenced)', () => {
+  const script = `
+    const sm = require(${JSON.stringify(pkgDir)});
+    (async () => {
+      await sm.Image.fromSnapshot('nope').catch(() => {});
+      await sm.images();
+      await sm.snapshots();
+      console.log('done');
+    })();`;
+  const out = execFileSync(process.execPath, ['-e', script], { timeout: 20000, encoding: 'utf8' });
+  assert.equal(out.trim(), 'done');
+});
+
+test('pull from a local registry reports progress, and images() lists the result', async (t) => {
+  const fixtures = (() => {
+    try { return ociFixtures(); } catch { return null; }
+  })();
+  if (!fixtures) {
+    t.skip('the OCI fixtures cannot be built here (umoci, skopeo, docker-registry)');
+    return;
+  }
+  const reg = await startRegistry(fixtures);
+  try {
+    const phases = new Set();
+    const img = await sm.pull(`127.0.0.1:${reg.port}/test/busybox:latest`, {
+      noRootfs: true,
+      onProgress: (p) => { phases.add(p.phase); },
+    });
+    assert.match(JSON.stringify(img), /sha256:/);
+    assert.ok(phases.has('downloading'), `phases: ${[...phases]}`);
+    const list = await sm.images();
+    assert.ok(JSON.stringify(list).includes('test/busybox'), JSON.stringify(list));
+
+    const e = await sm.pull(`127.0.0.1:${reg.port}/test/none:latest`).catch((x) => x);
+    assert.ok(e instanceof sm.SupermachineError);
+    assert.ok(['not-found', 'registry'].includes(e.code), e.code);
+
+    // onProgress returning false cancels
+    const c = await sm.pull(`127.0.0.1:${reg.port}/test/busybox-v2:latest`, { noRootfs: true, onProgress: () => false })
+      .catch((x) => x);
+    assert.equal(c.code, 'canceled');
+  } finally {
+    reg.stop();
+  }
+});
