@@ -2,7 +2,7 @@
 # scripts/ and meson; this file only names it.
 BUILD ?= build
 
-.PHONY: all setup build release kernel node test test-unit test-vm demo clean help
+.PHONY: all setup build release kernel node test test-unit test-vm fuzz-long demo clean help
 
 all: build
 
@@ -13,6 +13,7 @@ help:
 	@echo "make build   configure and build into ./$(BUILD) (debug)"
 	@echo "make release configure and build into ./build-release (optimized)"
 	@echo "make kernel  build (or find in the cache) the guest kernel"
+	@echo "make fuzz-long  run every fuzz target for FUZZ_SECONDS in all (default 3600; not CI)"
 
 setup:
 	@scripts/setup
@@ -34,6 +35,10 @@ test-unit:
 
 test-vm:
 	@scripts/test --suite vm
+
+# Every libFuzzer target for FUZZ_SECONDS in all (tests/fuzz/run-long).
+fuzz-long:
+	@tests/fuzz/run-long
 
 demo:
 	@scripts/demo

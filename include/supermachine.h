@@ -199,7 +199,7 @@ void sm_child_free(sm_child *c);
  * leaves the fields that library does not know zero (else SM_E_INVALID,
  * naming the struct and both sizes). New fields are only ever appended;
  * the structs never embed one another by value (docs/api.md, ABI policy).
- * The element structs of arrays (sm_volume) and sm_assets are frozen: a
+ * The element structs of arrays (sm_volume, sm_mount) and sm_assets are frozen: a
  * new field there means a new struct.
  */
 
@@ -265,6 +265,38 @@ typedef struct sm_volume {
 #define SM_VOLUME_DEFAULT_SIZE (1ull << 30)
 
 /*
+ * What the guest may do with symbolic links under a host-directory mount
+ * (docs/mounts.md). In every policy a host symlink is never followed out
+ * of the shared directory unless the policy is SM_SYMLINKS_FOLLOW.
+ */
+typedef enum sm_symlinks {
+	SM_SYMLINKS_OPAQUE = 0, /* the guest may create symlinks; targets are stored verbatim, never resolved by the host */
+	SM_SYMLINKS_DENY,       /* the guest cannot create symlinks (EPERM) */
+	SM_SYMLINKS_FOLLOW,     /* existing host symlinks out of the directory are followed: a trusted tenant only */
+} sm_symlinks;
+
+/*
+ * A live host directory in the guest (virtio-fs). The guest sees the
+ * host's files as they change; nothing of it is part of a snapshot.
+ */
+typedef struct sm_mount {
+	const char *host_dir;   /* an existing directory */
+	const char *guest_path; /* absolute; /init mounts it there. NULL: mount the tag by hand */
+	const char *tag;        /* virtio-fs tag, 1..SM_MOUNT_TAG_MAX bytes; NULL = "smN", N its index */
+	bool read_only;         /* every write from the guest fails with EROFS */
+	sm_symlinks symlinks;
+} sm_mount;
+#define SM_MAX_MOUNTS 16
+#define SM_MOUNT_TAG_MAX 36
+
+/*
+ * Parses "HOSTDIR:GUESTPATH[:ro|:rw][,symlinks=deny|opaque|follow]" (the
+ * CLI's --mount) into m; the strings point into buf. 0, or -1 with
+ * SM_E_INVALID saying what is wrong. It does not look at the host.
+ */
+int sm_mount_parse(const char *spec, char *buf, size_t buflen, sm_mount *m, sm_error **err);
+
+/*
  * Parses a volume as `run -v` takes it: "HOSTFILE:GUESTPATH[:SIZE]" (SIZE
  * in bytes or with K, M, G, T; at least 1M). The strings of *v point
  * into buf, which must hold strlen(spec) + 1 bytes. 0, or -1
@@ -307,6 +339,34 @@ typedef struct sm_vm_config {
 	bool detached;
 	const char *label;         /* shown by `supermachine ps`; NULL = the image name */
 	/* end of the first layout (size 0) */
+	/*
+	 * Host directories shared into the guest, at most SM_MAX_MOUNTS. A
+	 * restore takes the snapshot's own when none are given; given, they
+	 * must have the snapshot's guest paths, tags and modes, and may name
+	 * other host directories.
+	 */
+	const sm_mount *mounts;
+	size_t nmounts;
+	/*
+	 * A name unique among this user's VMs, usable wherever the ID is
+	 * (sm_vm_attach, sm_vm_remove, sm_vm_list_find): [A-Za-z0-9] then
+	 * [A-Za-z0-9_.-], 2 to 64 bytes (sm_vm_name_valid). SM_E_BUSY when
+	 * another VM holds it. NULL = none.
+	 */
+	const char *name;
+	/*
+	 * Keep the VM's record (metadata, console log, the way it ended) after
+	 * it ends, until sm_vm_remove(), as `docker run` without --rm does:
+	 * stopping it records the end instead of removing it.
+	 */
+	bool keep;
+	uint32_t stop_timeout_ms;  /* the grace sm_vm_stop(vm, 0) gives, also when attached later; 0 = 10000 */
+	/*
+	 * The restart policy shown by ps and inspect ("no", "on-failure",
+	 * "on-failure:N"; sm_restart_parse). Whoever watches the VM acts on it
+	 * with sm_vm_restart(). NULL = "no".
+	 */
+	const char *restart;
 } sm_vm_config;
 #define SM_VM_CONFIG_INIT { .size = sizeof(sm_vm_config) }
 
@@ -356,8 +416,58 @@ int sm_vm_write_file(sm_vm *vm, const char *path, const void *data, size_t len, 
 int sm_vm_read_file(sm_vm *vm, const char *path, size_t max, void **data, size_t *len, sm_error **err);
 /* A connected stream to 127.0.0.1:guest_port in the guest (over vsock, no guest network needed). */
 int sm_vm_connect(sm_vm *vm, uint16_t guest_port, sm_error **err);
-/* Sends sig to the workload /init supervises. */
+/*
+ * Sends sig to the workload /init supervises. SIGKILL and SIGTERM end a
+ * kept VM on request: sm_vm_restart() then refuses it, as docker's
+ * restart policies leave a killed container be.
+ */
 int sm_vm_workload_signal(sm_vm *vm, int sig, sm_error **err);
+/* The VM's name (sm_vm_config.name), "" when it has none. */
+const char *sm_vm_name(const sm_vm *vm);
+/*
+ * The exit code the VM's record reports once it ends, for a kept VM
+ * whose command ran as an exec (`supermachine run` in the foreground);
+ * otherwise the workload's status as the guest's init reported it.
+ */
+void sm_vm_set_exit_code(sm_vm *vm, int code);
+/*
+ * Boots a kept VM again that was booted (not restored) and has ended,
+ * in place: the same ID, name, disks and guest configuration; its
+ * restart count goes up. Returns once its agent answers, or its
+ * workload already ended. SM_E_INVALID for a running or restored VM, and
+ * for one stopped, killed or removed on request (sm_vm_stop,
+ * sm_vm_workload_signal, sm_vm_remove), which a restart policy must leave
+ * stopped.
+ */
+int sm_vm_restart(sm_vm *vm, sm_error **err);
+/* "SIGTERM", "TERM" or "15": the signal number, or 0 when it is none. */
+int sm_signal_parse(const char *s);
+/*
+ * A restart policy (sm_vm_config.restart): 0 for "no", 1 for "on-failure"
+ * or "on-failure:N" with *max_retries N (0: no limit), -1 when s is
+ * neither. max_retries may be NULL.
+ */
+int sm_restart_parse(const char *s, unsigned *max_retries);
+
+/*
+ * What a VM's worker reports (sm_vm_stats): the counters its devices keep
+ * and its process's usage. Set size to sizeof(sm_vm_stats_out) (or
+ * SM_VM_STATS_OUT_INIT); fields past a caller's size are not written.
+ */
+typedef struct sm_vm_stats_out {
+	size_t size;
+	uint64_t cpu_ns;           /* the worker's CPU time (user + system, every vCPU) */
+	uint64_t rss_bytes;        /* the worker's resident memory */
+	uint64_t memory_bytes;     /* guest RAM (the VM's memory limit) */
+	uint64_t blk_read_bytes;   /* every disk */
+	uint64_t blk_write_bytes;
+	uint64_t net_rx_bytes;     /* into the guest */
+	uint64_t net_tx_bytes;     /* out of the guest */
+	uint64_t vsock_rx_bytes;   /* to the guest over vsock (exec, ports) */
+	uint64_t vsock_tx_bytes;   /* from the guest */
+} sm_vm_stats_out;
+#define SM_VM_STATS_OUT_INIT { .size = sizeof(sm_vm_stats_out) }
+int sm_vm_stats(sm_vm *vm, sm_vm_stats_out *out, sm_error **err);
 
 /*
  * Forwards a host TCP listener on host_addr:host_port (NULL = 127.0.0.1;
@@ -376,7 +486,7 @@ void sm_forward_stop(sm_forward *f);
  * Every VM of this user that still has a runtime directory: running, or
  * ended and not yet removed (a detached VM whose workload ended, one whose
  * owner was killed). A snapshot of the directories taken when the list is
- * loaded; sorted by creation time, oldest first.
+ * loaded; sorted by creation time, newest first (as `docker ps`).
  */
 typedef struct sm_vm_list sm_vm_list;
 typedef struct sm_vm_info sm_vm_info;
@@ -390,6 +500,13 @@ sm_vm_list *sm_vm_list_load(sm_error **err);
 size_t sm_vm_list_count(const sm_vm_list *l);
 /* Entry i (< count), owned by l. */
 const sm_vm_info *sm_vm_list_at(const sm_vm_list *l, size_t i);
+/*
+ * The list as `supermachine ps --format json` prints it: an array of
+ * objects (id, image, command, created, pid, status "running"/"exited",
+ * exit_code or null, detached, console); later versions add fields, never
+ * remove or retype one. free() it; NULL when out of memory.
+ */
+char *sm_vm_list_json(const sm_vm_list *l);
 void sm_vm_list_free(sm_vm_list *l);
 
 /* Its ID (sm_vm_attach() takes it). */
@@ -406,6 +523,40 @@ int sm_vm_info_exit_code(const sm_vm_info *v);
 bool sm_vm_info_detached(const sm_vm_info *v);
 /* The serial console log. */
 const char *sm_vm_info_console(const sm_vm_info *v);
+/* sm_vm_config.name, "" when it has none. */
+const char *sm_vm_info_name(const sm_vm_info *v);
+/* When its worker last started (a restart sets it again), unix time. */
+int64_t sm_vm_info_started(const sm_vm_info *v);
+/* When it ended (unix time), 0 while it runs or when no end was recorded. */
+int64_t sm_vm_info_finished(const sm_vm_info *v);
+unsigned sm_vm_info_restarts(const sm_vm_info *v);
+const char *sm_vm_info_restart_policy(const sm_vm_info *v); /* "no", "on-failure[:N]" */
+bool sm_vm_info_kept(const sm_vm_info *v);                   /* sm_vm_config.keep */
+uint32_t sm_vm_info_stop_timeout_ms(const sm_vm_info *v);    /* 0 = the default */
+/* Published ports (sm_vm_expose_tcp): their count, and entry i as host address, host port, guest port. */
+size_t sm_vm_info_port_count(const sm_vm_info *v);
+int sm_vm_info_port(const sm_vm_info *v, size_t i, const char **host_addr, uint16_t *host_port,
+		    uint16_t *guest_port);
+/*
+ * The entry for an ID, a name or a unique ID prefix (the ID first, then
+ * the name, then the prefix, as docker resolves them). SM_E_NOT_FOUND or
+ * SM_E_INVALID (an ambiguous prefix).
+ */
+const sm_vm_info *sm_vm_list_find(const sm_vm_list *l, const char *id_or_name, sm_error **err);
+/*
+ * The VM as JSON (free()): id, name, image, command, created, state
+ * (status, running, pid, exit_code, started, finished, restarts), config
+ * (memory_mib, vcpus, network, volumes, mounts, ports, restart policy,
+ * stop timeout). NULL when out of memory.
+ */
+char *sm_vm_info_json(const sm_vm_info *v);
+/* True when name may name a VM (sm_vm_config.name). */
+bool sm_vm_name_valid(const char *name);
+/*
+ * Removes a VM's record by ID, name or prefix. A running VM needs force,
+ * which kills it first (as `docker rm -f`); else SM_E_BUSY.
+ */
+int sm_vm_remove(const char *id_or_name, bool force, sm_error **err);
 
 /* ---- snapshots: capture, restore, bake ------------------------------------ *
  *
@@ -470,6 +621,8 @@ const char *sm_snapshot_info_path(const sm_snapshot_info *s);
 const char *sm_snapshot_info_image(const sm_snapshot_info *s);
 const char *sm_snapshot_info_image_digest(const sm_snapshot_info *s);
 const char *sm_snapshot_info_warmup_tag(const sm_snapshot_info *s); /* "" when none */
+/* The root filesystem file it boots from (`system prune` keeps it). */
+const char *sm_snapshot_info_rootfs(const sm_snapshot_info *s);
 uint32_t sm_snapshot_info_memory_mib(const sm_snapshot_info *s);
 unsigned sm_snapshot_info_vcpus(const sm_snapshot_info *s);
 int64_t sm_snapshot_info_created(const sm_snapshot_info *s);     /* unix time */
@@ -737,6 +890,46 @@ const char *sm_oci_image_user(const sm_oci_image *img);
 const char *sm_oci_image_stop_signal(const sm_oci_image *img);
 /* The image as `supermachine inspect` prints it (a JSON object); free() it. */
 char *sm_oci_image_json(const sm_oci_image *img);
+
+/* ---- the store and the runtime directories: `system df`, `system prune` -- *
+ *
+ * What the store ($SUPERMACHINE_HOME, ...) and the VMs' runtime
+ * directories hold, and collecting what nothing uses. Each figure is
+ * bytes on disk (allocated blocks), so sparse files count what they use.
+ */
+typedef struct sm_store_usage {
+	size_t size;                /* sizeof(sm_store_usage): the library fills the fields it covers */
+	uint64_t images;            /* names in the store */
+	uint64_t blobs, blob_bytes; /* manifests, configs and layers */
+	uint64_t rootfs, rootfs_bytes;       /* built root filesystems (their .ext4 files) */
+	uint64_t snapshots, snapshot_bytes;  /* complete snapshots: memory and state files */
+	uint64_t vms, vms_running, runtime_bytes; /* runtime directories, and the VMs whose worker runs */
+	uint64_t tmp_bytes;         /* tmp/: downloads in progress or left by an interrupted pull */
+	/* end of the first layout */
+} sm_store_usage;
+#define SM_STORE_USAGE_INIT { .size = sizeof(sm_store_usage) }
+
+/* Fills u (its size set: SM_STORE_USAGE_INIT) with what the store and runtime directories hold. 0 or -1. */
+int sm_store_usage_get(sm_store_usage *u, sm_error **err);
+
+typedef struct sm_prune_report {
+	size_t size;                /* sizeof(sm_prune_report) */
+	uint64_t vms;               /* runtime directories of ended VMs removed */
+	uint64_t vm_bytes;
+	uint64_t store_bytes;       /* blobs, root filesystems, tmp/ files and half-written snapshots freed */
+	/* end of the first layout */
+} sm_prune_report;
+#define SM_PRUNE_REPORT_INIT { .size = sizeof(sm_prune_report) }
+
+/*
+ * Removes the runtime directories of VMs whose worker is gone (started
+ * more than a minute ago, so a VM being started is never caught), then
+ * the blobs and root filesystems no stored name or snapshot uses and
+ * tmp/ (waiting for pulls in progress to finish), and the half-written
+ * snapshots a killed capture left (untouched for 10 minutes). r (may be NULL; its
+ * size set) says what went. 0 or -1.
+ */
+int sm_store_prune(sm_prune_report *r, sm_error **err);
 
 /* ---- images: a baked snapshot, opened once ---------------------------------- *
  *

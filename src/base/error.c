@@ -29,6 +29,8 @@ static const struct sm_error oom_error = {
 
 static int is_static(const sm_error *e) { return e == &oom_error; }
 
+/* The format attribute lets clang check the callers' formats instead of this vasprintf's. */
+__attribute__((format(printf, 4, 0)))
 static void error_push(sm_error **err, sm_code code, int errnum, const char *fmt, va_list ap)
 {
 	sm_error *e;

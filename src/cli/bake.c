@@ -64,7 +64,8 @@ int cli_bake(const char *image, const struct cli_bake_opts *o)
 {
 	const char *argv[CLI_MAX_WARMUP][4];
 	const char *const *warmup[CLI_MAX_WARMUP + 1];
-	sm_vm_config vm = { .size = sizeof(vm), .memory_mib = o->memory_mib, .vcpus = o->vcpus, .network = o->network };
+	sm_vm_config vm = { .size = sizeof(vm), .memory_mib = o->memory_mib, .vcpus = o->vcpus, .network = o->network,
+			     .mounts = o->mounts.m, .nmounts = o->mounts.n };
 	sm_bake_config cfg = {
 		.size = sizeof(cfg),
 		.vm = &vm,

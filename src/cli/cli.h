@@ -20,5 +20,11 @@ int cmd_stop(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_system(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+int cmd_port(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
 
 #endif

@@ -8,10 +8,12 @@
 
 static void exec_usage(FILE *out)
 {
-	fprintf(out, "usage: supermachine exec [OPTIONS] ID CMD...\n"
+	fprintf(out, "usage: supermachine exec [OPTIONS] VM CMD...\n"
 		     "\n"
-		     "Run CMD in the running VM ID (see 'supermachine ps'); the exit status\n"
-		     "is the command's (125: it could not run).\n"
+		     "Run CMD in the running VM (an ID, a name or an ID prefix, see\n"
+		     "'supermachine ps'); the exit status is the command's, else as docker's:\n"
+		     "125 when supermachine fails (a bad option, no such VM, one not\n"
+		     "running), 126 when CMD cannot be run, 127 when it is not found.\n"
 		     "\n"
 		     "options:\n"
 		     "  -i, --interactive    stream stdin to the command\n"
@@ -32,7 +34,7 @@ int cmd_exec(int argc, char **argv)
 	};
 	struct cli_exec_opts o = { 0 };
 	sm_error *err = NULL;
-	int c, rc = 2;
+	int c, rc = CLI_EXIT_FAILED;
 	sm_vm *vm;
 
 	optind = 1;

@@ -9,15 +9,18 @@
 
 #include <supermachine.h>
 
+#include "cli/cli_vm.h"
+
 static void images_usage(FILE *out)
 {
-	fprintf(out, "usage: supermachine images [--json] [--snapshots]\n"
+	fprintf(out, "usage: supermachine images [--format json | --json] [--snapshots]\n"
 		     "\n"
 		     "List stored images: name, manifest digest, size of their blobs, and\n"
 		     "when the image was created; then the baked snapshots (pull --name,\n"
 		     "snapshot): name, image, memory, vCPUs, disk space, warmup tag.\n"
 		     "\n"
-		     "  --json       one JSON array of objects instead of a table\n"
+		     "  --format json, --json\n"
+		     "               one JSON array of objects instead of a table\n"
 		     "  --snapshots  only the snapshots\n"
 		     "  -h, --help  this help\n");
 }
@@ -108,6 +111,7 @@ int cmd_images(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "format", required_argument, NULL, 'f' },
 		{ "snapshots", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -121,6 +125,9 @@ int cmd_images(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		if (c == 'j') {
 			json = true;
+		} else if (c == 'f') {
+			if (cli_format_json(optarg, &json, "images") < 0)
+				return 2;
 		} else if (c == 's') {
 			only_snapshots = true;
 		} else if (c == 'h') {

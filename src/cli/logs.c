@@ -14,10 +14,10 @@
 
 static void logs_usage(FILE *out)
 {
-	fprintf(out, "usage: supermachine logs [-f] ID\n"
+	fprintf(out, "usage: supermachine logs [-f] VM\n"
 		     "\n"
-		     "Print the console of VM ID: the workload's output and the guest's\n"
-		     "messages.\n"
+		     "Print the console of VM (an ID, a name or an ID prefix; running, or\n"
+		     "ended and kept): the workload's output and the guest's messages.\n"
 		     "\n"
 		     "options:\n"
 		     "  -f, --follow  keep printing what comes until the VM ends\n"
@@ -54,12 +54,12 @@ int cmd_logs(int argc, char **argv)
 		switch (c) {
 		case 'f': follow = true; break;
 		case 'h': logs_usage(stdout); return 0;
-		default: logs_usage(stderr); return 2;
+		default: logs_usage(stderr); return CLI_EXIT_FAILED;
 		}
 	}
 	if (argc - optind != 1) {
-		fprintf(stderr, "supermachine: logs: want one ID (see 'supermachine ps')\n");
-		return 2;
+		fprintf(stderr, "supermachine: logs: want one VM (see 'supermachine ps')\n");
+		return CLI_EXIT_FAILED;
 	}
 	vm = sm_vm_attach(argv[optind], &err);
 	if (!vm) {

@@ -3,13 +3,13 @@
 
 #include <getopt.h>
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <supermachine.h>
 
 #include "cli/bake.h"
 #include "cli/cli_vm.h"
+#include "cli/progress.h"
 
 static void pull_usage(FILE *out)
 {
@@ -24,6 +24,9 @@ static void pull_usage(FILE *out)
 		"  --platform OS/ARCH[/VARIANT]  which image of a multi-platform index\n"
 		"                                (default linux/amd64)\n"
 		"  -q, --quiet                   no progress; print only the image name\n"
+		"                                (else, on a terminal, a bar per layer with\n"
+		"                                bytes, rate and ETA; elsewhere a line per\n"
+		"                                layer done)\n"
 		"  --plain-http                  talk http:// to the registry (automatic\n"
 		"                                for localhost and 127.0.0.0/8)\n"
 		"  --insecure                    https without certificate verification\n"
@@ -35,7 +38,13 @@ static void pull_usage(FILE *out)
 		"restores in milliseconds. An up-to-date snapshot NAME is kept.\n"
 		"  --name NAME                   bake into snapshot NAME\n"
 		"  --memory MiB, --vcpus N       the baked VM's size (default 256, 1)\n"
-		"  --net                         give the baked VM a network (NAT)\n"
+		"  --net, --network NET          the baked VM's network: nat (the default:\n"
+		"                                outbound NAT) or none\n"
+		"  --no-net                      --net none\n"
+		"  --mount HOSTDIR:GUESTPATH[:ro][,symlinks=deny|opaque|follow]\n"
+		"                                share a host directory (virtio-fs); a\n"
+		"                                restore serves it again (run --mount\n"
+		"                                may name another host directory)\n"
 		"  --snapshot-on WHEN            capture when: ready (the agent answers;\n"
 		"                                default), listener[=PORT] (the workload\n"
 		"                                listens on a TCP port), after=MS,\n"
@@ -53,73 +62,8 @@ static void pull_usage(FILE *out)
 		"~/.local/share/supermachine.\n");
 }
 
-struct progress_view {
-	sm_pull_phase phase;
-	bool started;
-	struct timespec t0;
-	bool shown;
-};
-
-static double seconds_since(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-static void human(char *buf, size_t n, double v)
-{
-	static const char *const units[] = { "B", "KB", "MB", "GB", "TB" };
-	int u = 0;
-
-	while (v >= 1000 && u < 4) {
-		v /= 1000;
-		u++;
-	}
-	snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
-/*
- * One status line on the terminal, redrawn in place, from the reports on
- * the whole phase (a report on one blob has its digest set).
- */
-static int progress_draw(const sm_pull_progress *p, void *arg)
-{
-	struct progress_view *v = arg;
-	char done[32], total[32], rate[32];
-	double secs;
-
-	if (p->digest)
-		return 0;
-	if (!v->started || v->phase != p->phase) {
-		v->phase = p->phase;
-		v->started = true;
-		clock_gettime(CLOCK_MONOTONIC, &v->t0);
-	}
-	if (p->phase == SM_PULL_DONE) {
-		if (v->shown)
-			fprintf(stderr, "\r\033[K");
-		return 0;
-	}
-	secs = seconds_since(&v->t0);
-	human(done, sizeof(done), (double)p->bytes_done);
-	human(total, sizeof(total), (double)p->bytes_total);
-	human(rate, sizeof(rate), secs > 0.05 ? (double)p->bytes_done / secs : 0);
-	if (p->phase == SM_PULL_DOWNLOADING)
-		fprintf(stderr, "\r\033[Kdownloading: %u/%u blobs, %s / %s, %s/s", p->blobs_done,
-			p->blobs_total, done, total, rate);
-	else if (p->phase == SM_PULL_BUILDING)
-		fprintf(stderr, "\r\033[Kbuilding rootfs: %u layers, %s of tar read, %s/s",
-			p->blobs_total, done, rate);
-	else
-		fprintf(stderr, "\r\033[Kresolving...");
-	v->shown = true;
-	return 0;
-}
-
 /* The bake options; 0, or -1 after saying what is wrong. */
-static int pull_bake_opt(struct cli_bake_opts *b, int c, const char *arg)
+static int pull_bake_opt(struct cli_bake_opts *b, int c, const char *arg, int argc, char **argv)
 {
 	unsigned long v;
 
@@ -150,11 +94,15 @@ static int pull_bake_opt(struct cli_bake_opts *b, int c, const char *arg)
 		b->warmup_tag = arg;
 		return 0;
 	case 'N':
-		b->network = true;
-		return 0;
+	case 'X':
+	case 'O':
+		b->network_given = true;
+		return cli_net_value(c == 'X' ? "none" : cli_net_arg(c == 'N', argc, argv), &b->network, "pull");
 	case 'f':
 		b->force = true;
 		return 0;
+	case 'M':
+		return cli_mount_add(&b->mounts, arg, "pull");
 	}
 	return -1;
 }
@@ -169,8 +117,11 @@ int cmd_pull(int argc, char **argv)
 		{ "snapshot-on", required_argument, NULL, 's' },
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "warmup-tag", required_argument, NULL, 't' },
-		{ "net", no_argument, NULL, 'N' },
+		{ "net", optional_argument, NULL, 'N' },
+		{ "network", required_argument, NULL, 'O' },
+		{ "no-net", no_argument, NULL, 'X' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "mount", required_argument, NULL, 'M' },
 		{ "platform", required_argument, NULL, OPT_PLATFORM },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "plain-http", no_argument, NULL, OPT_PLAIN_HTTP },
@@ -179,8 +130,8 @@ int cmd_pull(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	sm_pull_config opts = SM_PULL_CONFIG_INIT;
-	struct cli_bake_opts bake = { 0 };
-	struct progress_view view = { 0 };
+	struct cli_bake_opts bake = { .network = true }; /* as run: outbound NAT unless --net none */
+	struct cli_progress view;
 	sm_oci_image *img = NULL;
 	sm_error *err = NULL;
 	bool quiet = false;
@@ -208,7 +159,7 @@ int cmd_pull(int argc, char **argv)
 			pull_usage(stderr);
 			return 2;
 		default:
-			if (pull_bake_opt(&bake, c, optarg) < 0)
+			if (pull_bake_opt(&bake, c, optarg, argc, argv) < 0)
 				return 2;
 		}
 	}
@@ -216,18 +167,20 @@ int cmd_pull(int argc, char **argv)
 		pull_usage(stderr);
 		return 2;
 	}
-	if (!bake.name && (bake.memory_mib || bake.vcpus || bake.nwarmup || bake.warmup_tag || bake.network ||
-			   bake.trigger || bake.force)) {
-		fprintf(stderr, "supermachine: pull: --memory, --vcpus, --net, --snapshot-on, --warmup, "
+	if (!bake.name && (bake.memory_mib || bake.vcpus || bake.nwarmup || bake.warmup_tag || bake.network_given ||
+			   bake.trigger || bake.force || bake.mounts.n)) {
+		fprintf(stderr, "supermachine: pull: --memory, --vcpus, --net, --mount, --snapshot-on, --warmup, "
 				"--warmup-tag and --force bake a snapshot: give --name NAME too\n");
 		return 2;
 	}
 	bake.quiet = quiet;
-	if (!quiet && isatty(STDERR_FILENO)) {
-		opts.progress = progress_draw;
+	cli_progress_init(&view, stderr, isatty(STDERR_FILENO), NULL);
+	if (!quiet) {
+		opts.progress = cli_progress_report;
 		opts.progress_opaque = &view;
 	}
 	img = sm_oci_pull(argv[optind], &opts, &err);
+	cli_progress_finish(&view);
 	if (img) {
 		const char *name = sm_oci_image_name(img), *rootfs = sm_oci_image_rootfs(img);
 		if (quiet && !bake.name)
@@ -238,8 +191,6 @@ int cmd_pull(int argc, char **argv)
 		fflush(stdout);
 		rc = bake.name ? cli_bake(name, &bake) : 0;
 	} else {
-		if (view.shown)
-			fprintf(stderr, "\n");
 		fprintf(stderr, "supermachine: pull %s: %s\n", argv[optind], sm_error_string(err));
 	}
 	sm_error_free(err);

@@ -279,12 +279,15 @@ static int serial_load(struct serial *s, struct snap_reader *r)
 	s->thri_pending = regs[8];
 	s->rx_head = 0;
 	s->rx_count = count;
-	/* The interrupt controllers were restored with the line as it was; ours
-	 * follows the registers. Drive the line to match so KVM's view of it
-	 * and ours agree (a raised line is one edge, which the 8250 driver
-	 * answers by reading IIR). */
-	s->irq_level = !regs[9];
-	serial_update_irq(s);
+	/* The interrupt controllers were restored with the line as the file
+	 * says it was; ours follows the registers. Drive the line to what the
+	 * registers call for, always, so KVM's view of it and ours agree even
+	 * when a hostile file's saved level contradicts its registers (a
+	 * raised line is one edge, which the 8250 driver answers by reading
+	 * IIR). */
+	s->irq_level = !(serial_iir(s) & IIR_NO_INT);
+	if (s->ops->irq)
+		s->ops->irq(s->opaque, s->irq_level);
 	return 0;
 }
 

@@ -167,11 +167,14 @@ static void mount_volumes(const struct proto_config *cfg)
 	for (uint32_t i = 0; i < cfg->nvolumes; i++) {
 		const struct proto_volume *v = &cfg->volumes[i];
 		const char *fstype = v->fstype[0] ? v->fstype : "ext4";
+		bool share = strcmp(fstype, PROTO_FSTYPE_VIRTIOFS) == 0;
+		/* a share's files are the host's: no device nodes, no set-id programs from it */
+		unsigned long flags = (v->flags & PROTO_VOL_RO ? MS_RDONLY : 0) | (share ? MS_NODEV | MS_NOSUID : 0);
 
-		if (wait_device(v->device) == 0 &&
-		    mnt(v->device, v->path, fstype, v->flags & PROTO_VOL_RO ? MS_RDONLY : 0, NULL) == 0)
+		if ((share || wait_device(v->device) == 0) && mnt(v->device, v->path, fstype, flags, NULL) == 0)
 			continue;
-		agent_log("VOLUME %s (%s) IS NOT MOUNTED: writes to it stay in guest RAM", v->path, v->device);
+		agent_log("%s %s (%s) IS NOT MOUNTED: writes to it stay in guest RAM", share ? "SHARE" : "VOLUME",
+			  v->path, v->device);
 	}
 }
 

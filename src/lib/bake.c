@@ -19,6 +19,7 @@
 
 #include "lib/config.h"
 #include "base/error.h"
+#include "lib/vm_mount.h"
 #include "oci/oci.h"
 
 #define BAKE_DEFAULT_TRIGGER_TIMEOUT_MS 120000u
@@ -76,6 +77,18 @@ static int bake_image(const char *image, struct oci_image **img, sm_error **err)
 	return rc < 0 ? -1 : 0;
 }
 
+static json_t *bake_mounts(const sm_vm_config *v)
+{
+	struct vm_mounts ms;
+	json_t *a;
+
+	if (vm_mounts_plan(v, &ms, NULL) < 0)
+		return json_null(); /* the boot will say what is wrong */
+	a = vm_mounts_json(&ms, false);
+	vm_mounts_free(&ms);
+	return a ? a : json_null();
+}
+
 /* Everything that shapes the snapshot: equal keys, equal bakes. */
 static json_t *bake_key(const char *image, const struct oci_image *img, const sm_bake_config *c)
 {
@@ -90,7 +103,7 @@ static json_t *bake_key(const char *image, const struct oci_image *img, const sm
 	for (size_t i = 0; vols && i < v->nvolumes; i++)
 		json_array_append_new(vols, json_pack("{s:s?, s:b}", "guest_path", v->volumes[i].guest_path, "read_only",
 						      v->volumes[i].read_only));
-	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:b, s:o, s:o, s:b, s:s?, s:s?, s:s, s:I, s:o, s:s, s:I, s:o, s:I, s:b}",
+	json_t *key = json_pack("{s:s, s:s, s:I, s:I, s:i, s:b, s:o, s:o, s:b, s:s?, s:s?, s:s, s:I, s:o, s:s, s:I, s:o, s:I, s:b}",
 			 "image", image, "image_digest", img ? img->manifest_digest : "", "memory_mib",
 			 (json_int_t)(v->memory_mib ? v->memory_mib : VM_DEFAULT_MEMORY_MIB), "vcpus",
 			 (json_int_t)v->vcpus, "profile", (int)v->profile, "network", v->network, "env",
@@ -100,6 +113,10 @@ static json_t *bake_key(const char *image, const struct oci_image *img, const sm
 			 c->warmup_tag ? c->warmup_tag : "", "settle_ms", (json_int_t)c->settle_ms, "volumes",
 			 vols ? vols : json_null(), "balloon_target_mib", (json_int_t)c->balloon_target_mib,
 			 "warmup_fn", c->warmup_fn != NULL);
+	/* where each share is and how (its files are never part of a snapshot, nor its host directory) */
+	if (key && v->nmounts)
+		json_object_set_new(key, "mounts", bake_mounts(v));
+	return key;
 }
 
 /* 1: the snapshot at dir was baked with key and is intact. */

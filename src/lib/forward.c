@@ -176,6 +176,32 @@ static int forward_listen(struct sm_forward *f, const char *host_addr, uint16_t 
 	return 0;
 }
 
+struct forward_port {
+	const char *addr;
+	uint16_t host, guest;
+};
+
+static int forward_add_port(struct vm_meta *m, void *arg)
+{
+	const struct forward_port *p = arg;
+
+	if (m->nports == VM_MAX_PORTS)
+		return -1;
+	snprintf(m->ports[m->nports].addr, sizeof(m->ports[0].addr), "%s", p->addr);
+	m->ports[m->nports].host = p->host;
+	m->ports[m->nports++].guest = p->guest;
+	return 0;
+}
+
+/* The VM's metadata lists what it publishes, for `ps` and `port` (the first VM_MAX_PORTS). */
+static void forward_record(const struct sm_vm *vm, const char *addr, uint16_t host, uint16_t guest)
+{
+	struct forward_port p = { addr, host, guest };
+
+	if (vm->dir[0])
+		vm_meta_update(vm, forward_add_port, &p, NULL);
+}
+
 sm_forward *sm_vm_expose_tcp(sm_vm *vm, const char *host_addr, uint16_t host_port, uint16_t guest_port,
 			     sm_error **err)
 {
@@ -207,6 +233,7 @@ sm_forward *sm_vm_expose_tcp(sm_vm *vm, const char *host_addr, uint16_t host_por
 		sm_error_set(err, SM_E_IO, 0, "expose: cannot start the forwarding thread");
 		goto fail;
 	}
+	forward_record(vm, host_addr ? host_addr : "127.0.0.1", sm_forward_port(f), guest_port);
 	return f;
 fail:
 	if (f->listen_fd >= 0)

@@ -477,6 +477,8 @@ static int pool_init(struct sm_pool *p, const char *name, const sm_pool_config *
 	if (!p->cfg.acquire_timeout_ms)
 		p->cfg.acquire_timeout_ms = POOL_DEFAULT_ACQUIRE_TIMEOUT_MS;
 	p->vm_cfg.detached = false; /* a pool's workers never outlive it */
+	p->vm_cfg.name = NULL;      /* nor can they share one name, or be kept */
+	p->vm_cfg.keep = false;
 	if (p->cfg.min > p->cfg.max)
 		return sm_error_set(err, SM_E_INVALID, 0, "pool of '%s': min %u is above max %u", name, p->cfg.min,
 				    p->cfg.max), -1;

@@ -24,6 +24,7 @@
 #include "base/error.h"
 #include "lib/hostcheck.h"
 #include "lib/log.h"
+#include "lib/vm_mount.h"
 #include "oci/oci.h"
 
 #define SNAP_CAPTURE_TIMEOUT_MS 600000
@@ -42,7 +43,8 @@ bool snapshot_name_valid(const char *name)
 		return false;
 	if (!((c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z') || (c0 >= '0' && c0 <= '9')))
 		return false;
-	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n &&
+	       !strstr(name, SNAP_PARTIAL_MARK);
 }
 
 int snapshot_base(char *out, size_t len, sm_error **err)
@@ -223,6 +225,57 @@ static void dir_remove(const char *dir)
 	rmdir(dir);
 }
 
+/* A flat directory's allocated bytes, and its newest mtime. */
+static uint64_t dir_bytes(const char *dir, time_t *newest)
+{
+	char path[4400];
+	struct dirent *de;
+	struct stat st;
+	uint64_t n = 0;
+	DIR *d = opendir(dir);
+
+	while (d && (de = readdir(d))) {
+		if (strcmp(de->d_name, "..") == 0)
+			continue; /* "." counts: the directory itself changes as files come and go */
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (lstat(path, &st) < 0)
+			continue;
+		n += (uint64_t)st.st_blocks * 512u;
+		if (st.st_mtime > *newest)
+			*newest = st.st_mtime;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+int snapshot_prune_partial(unsigned min_age_s, uint64_t *bytes, sm_error **err)
+{
+	char base[4096], path[4400];
+	struct dirent *de;
+	DIR *d;
+
+	if (snapshot_base(base, sizeof(base), err) < 0)
+		return -1;
+	d = opendir(base);
+	if (!d)
+		return sm_error_set(err, SM_E_IO, errno, "open %s", base), -1;
+	while ((de = readdir(d))) {
+		time_t newest = 0;
+		uint64_t n;
+		if (de->d_name[0] == '.' || !strstr(de->d_name, SNAP_PARTIAL_MARK))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
+		n = dir_bytes(path, &newest); /* a capture still writing keeps touching its files */
+		if (time(NULL) - newest < (time_t)min_age_s)
+			continue;
+		dir_remove(path);
+		*bytes += n;
+	}
+	closedir(d);
+	return 0;
+}
+
 /*
  * Moves tmp to dir; an existing dir is replaced when asked (moved aside,
  * then removed). The parent directory is fsync'ed after the rename that
@@ -391,7 +444,7 @@ int snapshot_capture(struct sm_vm *vm, const char *dir, const struct snapshot_ex
 	if (vm_check(vm, "snapshot", err) < 0 || snapmeta_load(boot, true, m, err) < 0)
 		goto out;
 	/* beside the target, so the final rename stays in one filesystem */
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.partial-XXXXXX", dir) >= sizeof(tmp) || !mkdtemp(tmp)) {
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s" SNAP_PARTIAL_MARK "XXXXXX", dir) >= sizeof(tmp) || !mkdtemp(tmp)) {
 		sm_error_set(err, SM_E_IO, errno, "create a directory beside %s", dir);
 		goto out;
 	}
@@ -496,7 +549,36 @@ static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asse
 		l->disks[1 + i].path = v->host_path;
 		l->disks[1 + i].read_only = v->read_only;
 	}
-	return vm_spawn_launch(vm, l, assets->worker, cfg->detached, err);
+	/* m->mounts are already this restore's (restore_mounts) */
+	sm_vm_config same = { .volumes = cfg->volumes, .nvolumes = cfg->nvolumes };
+	struct vm_mounts ms;
+	if (vm_mounts_restore(m->mounts, &same, &ms, err) < 0)
+		return -1;
+	vm_mounts_launch(&ms, l);
+	int rc = vm_spawn_launch(vm, l, assets->worker, cfg->detached, err);
+	vm_mounts_free(&ms);
+	return rc;
+}
+
+/*
+ * The host directories this restore serves: the snapshot's, or cfg's in
+ * their place. m->mounts becomes them, so a capture of the clone records
+ * what it really had.
+ */
+static int restore_mounts(struct snap_meta *m, const sm_vm_config *cfg, sm_error **err)
+{
+	struct vm_mounts ms;
+	json_t *now;
+
+	if (vm_mounts_restore(m->mounts, cfg, &ms, err) < 0)
+		return -1;
+	now = vm_mounts_json(&ms, true);
+	vm_mounts_free(&ms);
+	if (!now)
+		return sm_error_set(err, SM_E_NOMEM, 0, "mounts"), -1;
+	json_decref(m->mounts);
+	m->mounts = now;
+	return 0;
 }
 
 static int restore_balloon(struct sm_vm *vm, sm_error **err)
@@ -524,7 +606,8 @@ static int restore_record(struct sm_vm *vm, const struct snap_meta *m, const sm_
 			if (cmd)
 				cmd[n++] = (char *)json_string_value(v);
 	}
-	rc = vm_record_meta(vm, label, (const char *const *)cmd, cfg->detached, err);
+	struct vm_machine mach = { .memory_mib = m->memory_mib, .vcpus = m->vcpus, .network = m->network };
+	rc = vm_record_meta(vm, cfg, label, (const char *const *)cmd, &mach, err);
 	free(cmd);
 	return rc < 0 ? -1 : vm_write_boot_record(vm, m, err);
 }
@@ -542,7 +625,7 @@ static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_
 		sm_error_set(err, SM_E_NOMEM, 0, "restore");
 		goto out;
 	}
-	if (vm_runtime_create(vm, err) < 0)
+	if (vm_runtime_create(vm, err) < 0 || vm_take_config(vm, cfg, err) < 0)
 		goto out;
 	if (cfg->console_log)
 		snprintf(vm->console, sizeof(vm->console), "%s", cfg->console_log);
@@ -579,7 +662,7 @@ sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *given, sm_erro
 	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0 ||
 	    vm_assets_find(cfg->assets, &assets, err) < 0 || snapshot_check(dir, &assets, m, err) < 0)
 		goto fail;
-	if (restore_cfg_check(m, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 ||
+	if (restore_cfg_check(m, cfg, err) < 0 || restore_mounts(m, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 ||
 	    restore_run(vm, dir, &assets, m, cfg, err) < 0)
 		goto fail;
 	snapmeta_release(m);

@@ -64,6 +64,7 @@ struct snap_meta {
 	json_t *image_config;       /* {entrypoint, cmd, env, working_dir, user, stop_signal} or NULL */
 	json_t *workload;           /* the workload's argv (array of strings) or NULL */
 	json_t *bake;               /* how it was baked (bake.c's cache key) or NULL */
+	json_t *mounts;             /* host-directory mounts (vm_mounts_json, with host dirs) or NULL */
 };
 
 /* ---- metadata (snapshot_meta.c) ---- */
@@ -105,8 +106,16 @@ int snapfile_record(struct snap_file *f, const char *path, bool hash, sm_error *
 int snapfile_verify(const struct snap_file *rec, const char *path, bool trust_stamp, const char *what,
 		    sm_error **err);
 
-/* A valid snapshot name: [A-Za-z0-9][A-Za-z0-9._-]*, at most SNAP_NAME_MAX bytes. */
+/*
+ * A capture is written into NAME.partial-XXXXXX beside NAME and renamed
+ * when whole: a name holding this is a capture in progress, or one a
+ * crash cut short, never a snapshot.
+ */
+#define SNAP_PARTIAL_MARK ".partial-"
+/* A valid snapshot name: [A-Za-z0-9][A-Za-z0-9._-]*, at most SNAP_NAME_MAX bytes, without SNAP_PARTIAL_MARK. */
 bool snapshot_name_valid(const char *name);
+/* Removes the captures a crash left (SNAP_PARTIAL_MARK) untouched for min_age_s; adds their bytes to *bytes. */
+int snapshot_prune_partial(unsigned min_age_s, uint64_t *bytes, sm_error **err);
 /* Where name_or_dir lives: a name in the store's snapshots/, else the path as given (made absolute). */
 int snapshot_resolve(const char *name_or_dir, char *out, size_t len, sm_error **err);
 /* The store's snapshots/ directory (created). */

@@ -14,7 +14,7 @@
 #include "lib/snapshot.h"
 
 struct sm_snapshot_info {
-	char *name, *path, *image, *image_digest, *warmup_tag;
+	char *name, *path, *image, *image_digest, *warmup_tag, *rootfs;
 	uint32_t memory_mib;
 	unsigned vcpus;
 	int64_t created;
@@ -42,6 +42,7 @@ static void info_clear(struct sm_snapshot_info *i)
 	free(i->image);
 	free(i->image_digest);
 	free(i->warmup_tag);
+	free(i->rootfs);
 }
 
 /* 0, -1 when base/name is no complete snapshot, -2 when out of memory. */
@@ -59,12 +60,13 @@ static int info_fill(const char *base, const char *name, struct sm_snapshot_info
 	i->image = strdup(m.image_name[0] ? m.image_name : m.rootfs.path);
 	i->image_digest = strdup(m.image_digest);
 	i->warmup_tag = strdup(m.warmup_tag);
+	i->rootfs = strdup(m.rootfs.path);
 	i->memory_mib = m.memory_mib;
 	i->vcpus = m.vcpus;
 	i->created = m.created;
 	i->disk_bytes = disk_bytes(i->path, WORKER_SNAP_MEMORY_FILE) + disk_bytes(i->path, WORKER_SNAP_STATE_FILE);
 	snapmeta_release(&m);
-	return i->name && i->image && i->image_digest && i->warmup_tag ? 0 : -2;
+	return i->name && i->image && i->image_digest && i->warmup_tag && i->rootfs ? 0 : -2;
 }
 
 /* Adds base/name to l when it is a complete snapshot; -1 only when out of memory. */
@@ -139,6 +141,7 @@ const char *sm_snapshot_info_path(const sm_snapshot_info *s) { return s->path; }
 const char *sm_snapshot_info_image(const sm_snapshot_info *s) { return s->image; }
 const char *sm_snapshot_info_image_digest(const sm_snapshot_info *s) { return s->image_digest; }
 const char *sm_snapshot_info_warmup_tag(const sm_snapshot_info *s) { return s->warmup_tag; }
+const char *sm_snapshot_info_rootfs(const sm_snapshot_info *s) { return s->rootfs; }
 uint32_t sm_snapshot_info_memory_mib(const sm_snapshot_info *s) { return s->memory_mib; }
 unsigned sm_snapshot_info_vcpus(const sm_snapshot_info *s) { return s->vcpus; }
 int64_t sm_snapshot_info_created(const sm_snapshot_info *s) { return s->created; }

@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "base/fsutil.h"
 #include "base/sha256.h"
+#include "lib/vm_mount.h"
 
 /* ---- field checks ---- */
 
@@ -213,6 +214,18 @@ static int parse_json_parts(struct parse *p, json_t *root, struct snap_meta *m)
 			return bad(p, "field '%s' is not an object", "bake");
 		m->bake = json_incref(v);
 	}
+	v = json_object_get(root, "mounts");
+	if (v && !json_is_null(v)) {
+		sm_mount ms[SM_MAX_MOUNTS];
+		size_t n;
+		sm_error *e = NULL;
+		if (vm_mounts_from_json(v, ms, &n, &e) < 0) {
+			bad(p, "field 'mounts': %s", sm_error_message(e));
+			sm_error_free(e);
+			return -1;
+		}
+		m->mounts = json_incref(v);
+	}
 	return 0;
 }
 
@@ -330,6 +343,8 @@ int snapmeta_load(const char *path, bool boot, struct snap_meta *m, sm_error **e
 
 void snapmeta_release(struct snap_meta *m)
 {
+	json_decref(m->mounts);
+	m->mounts = NULL;
 	json_decref(m->image_config);
 	json_decref(m->workload);
 	json_decref(m->bake);
@@ -388,11 +403,19 @@ static json_t *worker_argv_json(const struct snap_meta *m)
 				   .console = "{console}" };
 	json_t *a = json_array();
 
+	sm_mount ms[SM_MAX_MOUNTS];
+	size_t nms = 0;
+
 	snapmeta_launch(m, &l);
 	for (unsigned i = 0; i < m->nvolumes && i < VM_MAX_VOLUMES; i++) {
 		snprintf(vols[i], sizeof(vols[i]), "{volume %u}", i);
 		l.disks[1 + i].path = vols[i];
 	}
+	if (vm_mounts_from_json(m->mounts, ms, &nms, NULL) == 0)
+		for (size_t i = 0; i < nms && i < WORKER_MAX_MOUNTS; i++)
+			l.mounts[l.nmounts++] = (struct worker_mount){ .tag = ms[i].tag, .dir = ms[i].host_dir,
+								       .read_only = ms[i].read_only,
+								       .symlinks = (enum worker_symlinks)ms[i].symlinks };
 	/* a path the worker cannot take (a ','): the restore itself will say so */
 	if (worker_launch_argv(&l, "supermachine-worker", &argv, why, sizeof(why)) < 0)
 		return a;
@@ -416,6 +439,7 @@ static json_t *meta_json(const struct snap_meta *m, bool boot)
 	json_object_set(j, "image_config", m->image_config ? m->image_config : json_null());
 	json_object_set(j, "workload", m->workload ? m->workload : json_null());
 	json_object_set(j, "bake", m->bake ? m->bake : json_null());
+	json_object_set_new(j, "mounts", m->mounts ? json_incref(m->mounts) : json_array());
 	if (boot)
 		return j;
 	json_object_set_new(j, "snapshot_id", json_string(m->id));

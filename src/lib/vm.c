@@ -7,6 +7,7 @@
  */
 #include "lib/vm.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -25,11 +26,13 @@
 
 #include "lib/config.h"
 #include "base/error.h"
+#include "base/fsutil.h"
 #include "lib/hostcheck.h"
 #include "lib/launcher.h"
 #include "lib/exec.h"
 #include "lib/guestcfg.h"
 #include "lib/snapshot.h"
+#include "lib/vm_mount.h"
 #include "oci/oci.h"
 
 #define VM_THROUGHPUT_VCPUS 4u
@@ -43,6 +46,7 @@ struct vm_plan {
 	char **env;                 /* merged image Env + overrides, NULL-terminated */
 	struct worker_disk disks[1 + VM_MAX_VOLUMES];
 	unsigned ndisks;
+	struct vm_mounts mounts;
 	char initrd[VM_PATH_MAX + 16];
 };
 
@@ -346,10 +350,10 @@ static int vm_plan_volumes(struct vm_plan *p, struct sm_vm *vm, const sm_vm_conf
 			return sm_error_set(err, SM_E_NOMEM, 0, "volumes"), -1;
 		p->disks[p->ndisks++] = (struct worker_disk){ .path = v->host_path, .read_only = v->read_only };
 	}
-	return 0;
+	return vm_mounts_plan(cfg, &p->mounts, err);
 }
 
-int vm_signal_parse(const char *s)
+int sm_signal_parse(const char *s)
 {
 	char *end;
 	long n;
@@ -371,7 +375,7 @@ int vm_signal_parse(const char *s)
 
 static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_config *cfg, sm_error **err)
 {
-	struct proto_volume vols[VM_MAX_VOLUMES];
+	struct proto_volume vols[VM_MAX_VOLUMES + SM_MAX_MOUNTS];
 	char devs[VM_MAX_VOLUMES][16];
 	const struct oci_image_config *ic = p->img ? &p->img->config : NULL;
 	struct proto_config pc = {
@@ -382,7 +386,7 @@ static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_confi
 		.root_fstype = "ext4",
 		.workdir = cfg->workdir ? cfg->workdir : (ic && ic->working_dir ? ic->working_dir : ""),
 		.user = cfg->user ? cfg->user : (ic && ic->user ? ic->user : ""),
-		.stop_signal = ic && ic->stop_signal ? (uint32_t)vm_signal_parse(ic->stop_signal) : 0,
+		.stop_signal = ic && ic->stop_signal ? (uint32_t)sm_signal_parse(ic->stop_signal) : 0,
 	};
 
 	p->env = vm_env_merge(ic ? ic->env : NULL, cfg->env);
@@ -400,7 +404,7 @@ static int vm_plan_initrd(struct vm_plan *p, struct sm_vm *vm, const sm_vm_confi
 		vols[i] = (struct proto_volume){ devs[i], cfg->volumes[i].guest_path, "",
 						 cfg->volumes[i].read_only ? PROTO_VOL_RO : 0 };
 	}
-	pc.nvolumes = (uint32_t)cfg->nvolumes;
+	pc.nvolumes = (uint32_t)cfg->nvolumes + vm_mounts_guest(&p->mounts, vols + cfg->nvolumes);
 	pc.volumes = vols;
 	snprintf(p->initrd, sizeof(p->initrd), "%s/initrd.cpio", vm->dir);
 	return guestcfg_write_initrd(p->assets.initramfs, &pc, p->initrd, err);
@@ -424,6 +428,7 @@ static int vm_spawn(struct sm_vm *vm, struct vm_plan *p, const sm_vm_config *cfg
 	};
 
 	memcpy(l.disks, p->disks, p->ndisks * sizeof(p->disks[0]));
+	vm_mounts_launch(&p->mounts, &l);
 	return vm_spawn_launch(vm, &l, p->assets.worker, cfg->detached, err);
 }
 
@@ -443,13 +448,55 @@ int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char 
 	return rc;
 }
 
+/* DIR/worker.args: the worker's command line, NUL-separated, for sm_vm_restart(). */
+static int vm_args_save(const struct sm_vm *vm, const char *const argv[], sm_error **err)
+{
+	char path[VM_PATH_MAX + 16], *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int rc;
+
+	for (size_t i = 0; f && argv[i]; i++)
+		fwrite(argv[i], 1, strlen(argv[i]) + 1, f);
+	if (!f || fclose(f) != 0)
+		return free(buf), sm_error_set(err, SM_E_NOMEM, 0, "worker arguments"), -1;
+	snprintf(path, sizeof(path), "%s/worker.args", vm->dir);
+	rc = durable_write(path, buf, len, 0600);
+	free(buf);
+	if (rc < 0)
+		return sm_error_set(err, SM_E_IO, -rc, "write %s", path), -1;
+	return 0;
+}
+
+/* worker.args back as a NULL-terminated vector (strv_free()). */
+static char **vm_args_load(const struct sm_vm *vm, sm_error **err)
+{
+	char path[VM_PATH_MAX + 16], buf[65536];
+	ssize_t n;
+	char **v;
+	size_t k = 0;
+
+	snprintf(path, sizeof(path), "%s/worker.args", vm->dir);
+	n = vm_file_tail(path, buf, sizeof(buf));
+	if (n <= 0 || buf[n - 1] != 0)
+		return sm_error_set(err, SM_E_INVALID, 0, "VM %s cannot be restarted: %s is missing or cut", vm->id,
+				    path), NULL;
+	v = calloc((size_t)n + 1, sizeof(*v));
+	for (ssize_t i = 0; v && i < n; i += (ssize_t)strlen(buf + i) + 1)
+		if (!(v[k++] = strdup(buf + i)))
+			return strv_free(v), sm_error_set(err, SM_E_NOMEM, 0, "restart"), NULL;
+	if (!v)
+		sm_error_set(err, SM_E_NOMEM, 0, "restart");
+	return v;
+}
+
 static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, sm_error **err)
 {
 	char log[VM_PATH_MAX + 16];
 	struct launch l = { .argv = argv, .log = log, .detached = detached };
 
 	snprintf(log, sizeof(log), "%s/worker.log", vm->dir);
-	if (launcher_spawn(&l, &vm->pid, &vm->pidfd, err) < 0)
+	if (vm_args_save(vm, argv, err) < 0 || launcher_spawn(&l, &vm->pid, &vm->pidfd, err) < 0)
 		return -1;
 	vm->owned = true;
 	return 0;
@@ -464,16 +511,44 @@ static void vm_command_string(const char *const *argv, char *out, size_t len)
 		n += (size_t)snprintf(out + n, len - n, "%s%s", n ? " " : "", *argv);
 }
 
-int vm_record_meta(struct sm_vm *vm, const char *label, const char *const *command, bool detached,
-		   sm_error **err)
+int vm_record_meta(struct sm_vm *vm, const sm_vm_config *cfg, const char *label, const char *const *command,
+		   const struct vm_machine *mach, sm_error **err)
 {
-	struct vm_meta m = { .pid = vm->pid, .created = time(NULL), .detached = detached };
+	struct vm_meta *m = calloc(1, sizeof(*m));
+	int rc;
 
-	snprintf(m.id, sizeof(m.id), "%s", vm->id);
-	snprintf(m.image, sizeof(m.image), "%s", label);
-	snprintf(m.console, sizeof(m.console), "%s", vm->console);
-	vm_command_string(command, m.command, sizeof(m.command));
-	return vm_meta_write(vm, &m, err);
+	if (!m)
+		return sm_error_set(err, SM_E_NOMEM, 0, "VM metadata"), -1;
+	*m = (struct vm_meta){ .pid = vm->pid, .created = time(NULL), .detached = cfg->detached, .keep = vm->keep,
+			       .exit_code = -1, .memory_mib = mach->memory_mib, .vcpus = mach->vcpus,
+			       .network = mach->network, .restartable = mach->restartable,
+			       .stop_timeout_ms = vm->stop_timeout_ms };
+	m->started = m->created;
+	snprintf(m->id, sizeof(m->id), "%s", vm->id);
+	snprintf(m->name, sizeof(m->name), "%s", vm->name);
+	snprintf(m->image, sizeof(m->image), "%s", label);
+	snprintf(m->console, sizeof(m->console), "%s", vm->console);
+	snprintf(m->restart, sizeof(m->restart), "%s", cfg->restart ? cfg->restart : "no");
+	vm_command_string(command, m->command, sizeof(m->command));
+	for (size_t i = 0; i < cfg->nvolumes && i < VM_MAX_VOLUMES; i++) {
+		struct vm_meta_volume *v = &m->volumes[m->nvolumes++];
+		snprintf(v->host, sizeof(v->host), "%s", cfg->volumes[i].host_path);
+		snprintf(v->guest, sizeof(v->guest), "%s", cfg->volumes[i].guest_path);
+		v->read_only = cfg->volumes[i].read_only;
+	}
+	rc = vm_meta_write(vm, m, err);
+	free(m);
+	return rc;
+}
+
+int vm_take_config(struct sm_vm *vm, const sm_vm_config *cfg, sm_error **err)
+{
+	vm->keep = cfg->keep;
+	vm->stop_timeout_ms = cfg->stop_timeout_ms;
+	if (cfg->restart && sm_restart_parse(cfg->restart, NULL) < 0)
+		return sm_error_set(err, SM_E_INVALID, 0, "restart policy '%s': want no, on-failure or on-failure:N",
+				    cfg->restart), -1;
+	return cfg->name ? vm_runtime_name(vm, cfg->name, err) : 0;
 }
 
 static const char *const *vm_workload(const struct sm_vm *vm, const sm_vm_config *cfg)
@@ -519,7 +594,11 @@ static int vm_record_boot(struct sm_vm *vm, const struct vm_plan *p, const sm_vm
 		m->image_config = vm_image_config_json(&p->img->config);
 	}
 	m->workload = wl ? snapmeta_strv(wl) : NULL;
-	rc = vm_write_boot_record(vm, m, err);
+	m->mounts = vm_mounts_json(&p->mounts, true);
+	if (m->mounts)
+		rc = vm_write_boot_record(vm, m, err);
+	else
+		sm_error_set(err, SM_E_NOMEM, 0, "boot record");
 	snapmeta_release(m);
 	free(m);
 	return rc;
@@ -578,6 +657,7 @@ static void vm_plan_free(struct vm_plan *p)
 {
 	oci_image_free(p->img);
 	strv_free(p->env);
+	vm_mounts_free(&p->mounts);
 }
 
 struct sm_vm *vm_alloc(void)
@@ -596,9 +676,12 @@ struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err
 	static const sm_vm_config defaults = { 0 };
 	struct vm_plan *p = calloc(1, sizeof(*p));
 	struct sm_vm *vm = vm_alloc();
+	struct vm_machine mach;
 
 	if (!cfg)
 		cfg = &defaults;
+	mach = (struct vm_machine){ .memory_mib = cfg->memory_mib ? cfg->memory_mib : VM_DEFAULT_MEMORY_MIB,
+				    .vcpus = vm_vcpus(cfg), .network = cfg->network, .restartable = true };
 	if (!p || !vm) {
 		sm_error_set(err, SM_E_NOMEM, 0, "start VM");
 		goto fail;
@@ -611,13 +694,14 @@ struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err
 	vm->kind = cfg->detached ? &vm_kind_detached : &vm_kind_booted;
 	vm->remove = !cfg->detached;
 	if (vm_assets_find(cfg->assets, &p->assets, err) < 0 || vm_plan_image(p, vm, image, err) < 0 ||
-	    vm_plan_volumes(p, vm, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 || vm_runtime_create(vm, err) < 0)
+	    vm_plan_volumes(p, vm, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 || vm_runtime_create(vm, err) < 0 ||
+	    vm_take_config(vm, cfg, err) < 0)
 		goto fail;
 	if (cfg->console_log)
 		snprintf(vm->console, sizeof(vm->console), "%s", cfg->console_log);
 	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0 ||
 	    vm_plan_initrd(p, vm, cfg, err) < 0 || vm_spawn(vm, p, cfg, err) < 0 ||
-	    vm_record_meta(vm, cfg->label ? cfg->label : p->image_label, vm_workload(vm, cfg), cfg->detached, err) < 0 ||
+	    vm_record_meta(vm, cfg, cfg->label ? cfg->label : p->image_label, vm_workload(vm, cfg), &mach, err) < 0 ||
 	    vm_record_boot(vm, p, cfg, err) < 0 ||
 	    vm_wait_agent(vm, cfg->boot_timeout_ms ? cfg->boot_timeout_ms : VM_DEFAULT_BOOT_TIMEOUT_MS,
 			  cfg->power_off_on_exit, err) < 0)
@@ -638,7 +722,8 @@ void vm_discard(struct sm_vm *vm)
 {
 	if (!vm)
 		return;
-	vm->remove = true; /* a VM that never came up is never left behind, detached or not */
+	vm->remove = true; /* a VM that never came up is never left behind, detached, kept or not */
+	vm->keep = false;
 	vm_stop_and_destroy(vm);
 }
 
@@ -653,6 +738,9 @@ sm_vm *sm_vm_attach(const char *id, sm_error **err)
 	if (vm_runtime_open(vm, id, err) < 0 || vm_meta_read(vm->dir, &m, err) < 0)
 		goto fail;
 	vm->pid = m.pid;
+	vm->keep = m.keep;
+	vm->stop_timeout_ms = m.stop_timeout_ms;
+	snprintf(vm->name, sizeof(vm->name), "%s", m.name);
 	if (m.console[0])
 		snprintf(vm->console, sizeof(vm->console), "%s", m.console);
 	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0)
@@ -685,15 +773,64 @@ static void vm_flush_volumes(const struct sm_vm *vm)
 	}
 }
 
+static int vm_record_end(struct vm_meta *m, void *arg)
+{
+	const struct sm_vm *vm = arg;
+
+	if (m->finished)
+		return -1; /* recorded already (a watcher, an earlier stop) */
+	m->finished = time(NULL);
+	m->exit_code = vm->exit_code_set ? vm->exit_code : vm_console_workload_status(vm->console);
+	return 0;
+}
+
+/* The worker is gone: a kept VM records how it ended and keeps its record, any other goes. */
+static void vm_ended(struct sm_vm *vm)
+{
+	struct vm_meta m;
+
+	if (!vm->keep) {
+		vm->remove = true; /* stopped for good: nothing left to attach to */
+		return;
+	}
+	vm_meta_update(vm, vm_record_end, vm, NULL);
+	vm_runtime_prune(vm, vm_meta_read(vm->dir, &m, NULL) == 0 && m.restartable);
+}
+
+static int vm_record_stopping(struct vm_meta *m, void *arg)
+{
+	(void)arg;
+	m->stopping = true;
+	return 0;
+}
+
+void vm_mark_stopping(struct sm_vm *vm)
+{
+	if (vm->keep && vm->dir[0])
+		vm_meta_update(vm, vm_record_stopping, NULL, NULL);
+}
+
+void sm_vm_set_exit_code(sm_vm *vm, int code)
+{
+	vm->exit_code_set = true;
+	vm->exit_code = code;
+}
+
+const char *sm_vm_name(const sm_vm *vm)
+{
+	return vm->name;
+}
+
 int sm_vm_stop(sm_vm *vm, uint32_t grace_ms, sm_error **err)
 {
 	char reply[256];
 	bool clean = true;
 
 	if (!grace_ms)
-		grace_ms = VM_DEFAULT_GRACE_MS;
+		grace_ms = vm->stop_timeout_ms ? vm->stop_timeout_ms : VM_DEFAULT_GRACE_MS;
 	if (sm_vm_running(vm)) {
 		sm_error *e = NULL;
+		vm_mark_stopping(vm); /* whoever watches it must not restart it */
 		/* the guest syncs and unmounts its disks before it powers off */
 		if (agent_shutdown(&vm->target, grace_ms, &e) < 0)
 			sm_error_free(e);
@@ -706,7 +843,7 @@ int sm_vm_stop(sm_vm *vm, uint32_t grace_ms, sm_error **err)
 		}
 	}
 	vm_flush_volumes(vm);
-	vm->remove = true; /* stopped for good: nothing left to attach to */
+	vm_ended(vm);
 	if (!clean)
 		return sm_error_set(err, SM_E_TIMEOUT, 0, "VM %s did not power off within %u ms; it was stopped",
 				    vm->id, grace_ms), -1;
@@ -808,7 +945,120 @@ int sm_vm_workload_signal(sm_vm *vm, int sig, sm_error **err)
 {
 	if (vm_check(vm, "signal the workload", err) < 0)
 		return -1;
+	if (sig == SIGKILL || sig == SIGTERM)
+		vm_mark_stopping(vm); /* as docker kill: ended on request, not for a restart policy to undo */
 	if (agent_signal_workload(&vm->target, sig, err) < 0)
 		return vm_failed(vm, "signal the workload", err);
+	return 0;
+}
+
+/* ---- restarting a kept VM ---- */
+
+int sm_restart_parse(const char *s, unsigned *max_retries)
+{
+	char *end;
+	unsigned long n;
+
+	if (max_retries)
+		*max_retries = 0;
+	if (!s)
+		return -1;
+	if (!strcmp(s, "no"))
+		return 0;
+	if (!strcmp(s, "on-failure"))
+		return 1;
+	if (strncmp(s, "on-failure:", 11) || !isdigit((unsigned char)s[11]))
+		return -1;
+	errno = 0;
+	n = strtoul(s + 11, &end, 10);
+	if (errno || *end || n > 1000000)
+		return -1;
+	if (max_retries)
+		*max_retries = (unsigned)n;
+	return 1;
+}
+
+static int vm_record_restart(struct vm_meta *m, void *arg)
+{
+	const struct sm_vm *vm = arg;
+
+	m->pid = vm->pid;
+	m->started = time(NULL);
+	m->finished = 0;
+	m->exit_code = -1;
+	m->restarts++;
+	m->stopping = false;
+	return 0;
+}
+
+int sm_vm_restart(sm_vm *vm, sm_error **err)
+{
+	struct vm_meta m;
+	char **argv;
+
+	if (sm_vm_running(vm))
+		return sm_error_set(err, SM_E_INVALID, 0, "restart: VM %s is running", vm->id), -1;
+	if (vm_meta_read(vm->dir, &m, err) < 0)
+		return -1;
+	if (!m.restartable)
+		return sm_error_set(err, SM_E_INVALID, 0, "restart: VM %s was restored from a snapshot, not booted",
+				    vm->id), -1;
+	if (m.stopping)
+		return sm_error_set(err, SM_E_INVALID, 0, "restart: VM %s was stopped on request", vm->id), -1;
+	argv = vm_args_load(vm, err);
+	if (!argv)
+		return -1;
+	vm_runtime_prune(vm, true); /* the sockets of the worker that ended */
+	if (vm->pidfd >= 0)
+		close(vm->pidfd);
+	vm->pidfd = -1;
+	vm->exited = false;
+	vm->exit_status = 0;
+	int rc = vm_spawn_argv(vm, (const char *const *)argv, m.detached, err);
+	strv_free(argv);
+	if (rc < 0 || vm_meta_update(vm, vm_record_restart, vm, err) < 0)
+		return sm_error_wrap(err, "restart VM %s", vm->id), -1;
+	return vm_wait_agent(vm, VM_DEFAULT_BOOT_TIMEOUT_MS, true, err);
+}
+
+/* ---- what the worker reports ---- */
+
+void vm_usage_parse(const char *text, sm_vm_stats_out *out)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} fields[] = {
+		{ WORKER_USAGE_CPU_NS, offsetof(sm_vm_stats_out, cpu_ns) },
+		{ WORKER_USAGE_RSS, offsetof(sm_vm_stats_out, rss_bytes) },
+		{ WORKER_USAGE_MEMORY, offsetof(sm_vm_stats_out, memory_bytes) },
+		{ WORKER_USAGE_BLK_READ, offsetof(sm_vm_stats_out, blk_read_bytes) },
+		{ WORKER_USAGE_BLK_WRITE, offsetof(sm_vm_stats_out, blk_write_bytes) },
+		{ WORKER_USAGE_NET_RX, offsetof(sm_vm_stats_out, net_rx_bytes) },
+		{ WORKER_USAGE_NET_TX, offsetof(sm_vm_stats_out, net_tx_bytes) },
+		{ WORKER_USAGE_VSOCK_RX, offsetof(sm_vm_stats_out, vsock_rx_bytes) },
+		{ WORKER_USAGE_VSOCK_TX, offsetof(sm_vm_stats_out, vsock_tx_bytes) },
+	};
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		uint64_t v = 0;
+		if (fields[i].off + sizeof(uint64_t) > out->size)
+			continue; /* past the caller's struct */
+		worker_reply_u64(text, fields[i].key, &v); /* a key the worker lacks stays 0 */
+		memcpy((char *)out + fields[i].off, &v, sizeof(v));
+	}
+}
+
+int sm_vm_stats(sm_vm *vm, sm_vm_stats_out *out, sm_error **err)
+{
+	char reply[WORKER_CTL_LINE_MAX];
+
+	if (!out || out->size < sizeof(size_t))
+		return sm_error_set(err, SM_E_INVALID, 0, "stats: set sm_vm_stats_out.size"), -1;
+	if (vm_check(vm, "stats", err) < 0)
+		return -1;
+	if (vm_control(vm, WORKER_CTL_USAGE, reply, sizeof(reply), err) < 0)
+		return vm_failed(vm, "stats", err);
+	vm_usage_parse(reply, out);
 	return 0;
 }

@@ -23,6 +23,9 @@
 #define VM_DEFAULT_GRACE_MS 10000u
 #define VM_MAX_VOLUMES 8u
 #define VM_PATH_MAX 108 /* every runtime path is a unix socket path or beside one */
+#define VM_NAME_MAX 64
+#define VM_MAX_PORTS 16
+#define VM_RESTART_MAX 32
 
 struct sm_vm {
 	char id[VM_ID_LEN + 1];
@@ -30,10 +33,15 @@ struct sm_vm {
 	char control[VM_PATH_MAX];  /* worker control socket */
 	char vsock[VM_PATH_MAX];    /* worker hybrid vsock socket */
 	char console[4096];         /* serial console log (sm_vm_config.console_log, else in dir) */
+	char name[VM_NAME_MAX + 1]; /* sm_vm_config.name, "" when none */
 	pid_t pid;                  /* the worker */
 	int pidfd;                  /* -1 when pidfd_open is unavailable */
 	bool owned;                 /* our child: we reap it */
 	bool remove;                /* free() removes the runtime directory (not detached, or stopped) */
+	bool keep;                  /* sm_vm_config.keep: stopping records the end instead of removing */
+	bool exit_code_set;         /* sm_vm_set_exit_code() was called */
+	int exit_code;              /* what it set */
+	uint32_t stop_timeout_ms;   /* sm_vm_config.stop_timeout_ms */
 	bool exited;
 	int exit_status;            /* worker status (enum worker_status, src/proto/worker.h) once exited */
 	struct agent_target target;
@@ -83,21 +91,69 @@ int vm_assets_find(const sm_assets *given, struct vm_asset_paths *out, sm_error 
 int vm_runtime_base(char *out, size_t len, sm_error **err);
 /* A new ID and its directory (0700), with the paths in vm filled. */
 int vm_runtime_create(struct sm_vm *vm, sm_error **err);
-/* Fills vm's paths from an existing directory for id (or a unique prefix). */
-int vm_runtime_open(struct sm_vm *vm, const char *id, sm_error **err);
+/*
+ * Reserves name for vm (whose ID and directory exist): a link
+ * BASE/names/NAME -> ID, made atomically; a link whose VM is gone is
+ * taken over. SM_E_BUSY when another VM holds it.
+ */
+int vm_runtime_name(struct sm_vm *vm, const char *name, sm_error **err);
+/*
+ * Fills vm's paths from an existing directory for an ID, a name or a
+ * unique ID prefix, in that order (docker's).
+ */
+int vm_runtime_open(struct sm_vm *vm, const char *id_or_name, sm_error **err);
+/* The runtime directory, its files and its name link. */
 void vm_runtime_remove(const struct sm_vm *vm);
+/* The same for a runtime directory by path (what `system prune` removes). */
+void vm_runtime_remove_dir(const char *dir);
+/* A kept VM that ended: what only a running worker needs goes (sockets, the initrd unless restartable). */
+void vm_runtime_prune(const struct sm_vm *vm, bool keep_initrd);
+
+struct vm_meta_port {
+	char addr[64];
+	uint16_t host, guest;
+};
+
+struct vm_meta_volume {
+	char host[4096];
+	char guest[256];
+	bool read_only;
+};
 
 struct vm_meta {
 	char id[VM_ID_LEN + 1];
+	char name[VM_NAME_MAX + 1];
 	pid_t pid;
 	int64_t created;     /* unix time */
+	int64_t started;     /* the worker's last start (a restart sets it again) */
+	int64_t finished;    /* 0 until the end is recorded */
+	int exit_code;       /* recorded with finished; -1 unknown */
 	char image[256];
 	char command[512];
 	char console[4096];
-	bool detached;
+	bool detached, keep, network, restartable;
+	bool stopping;       /* stopped or removed on request: not to be restarted */
+	uint32_t memory_mib;
+	unsigned vcpus;
+	uint32_t stop_timeout_ms;
+	char restart[VM_RESTART_MAX];
+	unsigned restarts;
+	struct vm_meta_port ports[VM_MAX_PORTS];
+	unsigned nports;
+	struct vm_meta_volume volumes[VM_MAX_VOLUMES];
+	unsigned nvolumes;
 };
 int vm_meta_write(const struct sm_vm *vm, const struct vm_meta *m, sm_error **err);
 int vm_meta_read(const char *dir, struct vm_meta *m, sm_error **err);
+/*
+ * Read, change, write meta.json under a lock on the runtime directory,
+ * so two processes (a watcher adding ports, a stop recording the end)
+ * never lose each other's change. fn returns 0, or -1 to write nothing.
+ */
+int vm_meta_update(const struct sm_vm *vm, int (*fn)(struct vm_meta *m, void *arg), void *arg, sm_error **err);
+/* meta.json's text for m (free()), and m from that text: what write and read do, without the file. */
+char *vm_meta_dump(const struct vm_meta *m);
+int vm_meta_parse(const char *text, struct vm_meta *m, const char **why);
 /* Every runtime directory's metadata; *n entries (free()). */
 int vm_meta_list(struct vm_meta **out, size_t *n, sm_error **err);
 /* True when pid is a running supermachine-worker (not a recycled pid). */
@@ -128,9 +184,22 @@ struct sm_vm *vm_boot(const char *image, const sm_vm_config *cfg, sm_error **err
  */
 int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char *exe, bool detached,
 		    sm_error **err);
+/* What meta.json records of a VM's machine, beside its config. */
+struct vm_machine {
+	uint32_t memory_mib;
+	unsigned vcpus;
+	bool network;
+	bool restartable; /* booted, its worker's command line kept: sm_vm_restart() can boot it again */
+};
 /* Writes meta.json for `ps`; command may be NULL. */
-int vm_record_meta(struct sm_vm *vm, const char *label, const char *const *command, bool detached,
-		   sm_error **err);
+int vm_record_meta(struct sm_vm *vm, const sm_vm_config *cfg, const char *label, const char *const *command,
+		   const struct vm_machine *mach, sm_error **err);
+/* Records in meta.json that vm is being stopped on request (kept VMs only): sm_vm_restart() then refuses. */
+void vm_mark_stopping(struct sm_vm *vm);
+/* The name, keep flag and stop grace of cfg into vm, the name reserved (vm_runtime_name). */
+int vm_take_config(struct sm_vm *vm, const sm_vm_config *cfg, sm_error **err);
+/* The stats reply of the worker's WORKER_CTL_USAGE into out (fields up to out->size). */
+void vm_usage_parse(const char *text, sm_vm_stats_out *out);
 /* Waits up to ms for the worker to exit; true when it did. */
 bool vm_wait_exit(struct sm_vm *vm, int ms);
 /* The last cap-1 bytes of a file into buf, NUL-terminated; their count, or <= 0. */
@@ -145,8 +214,6 @@ int vm_check(struct sm_vm *vm, const char *during, sm_error **err);
 /* After a failed call: the worker's death, if it died, else err wrapped with during. */
 int vm_failed(struct sm_vm *vm, const char *during, sm_error **err);
 
-/* "SIGTERM", "TERM" or "15" as a signal number; 0 when unknown. */
-int vm_signal_parse(const char *s);
 
 /* ---- volumes (vm_volume.c) ---- */
 

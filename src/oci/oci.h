@@ -120,6 +120,10 @@ int oci_image_remove(struct oci_store *st, const char *name, uint64_t *freed, sm
 /* Collects unreferenced blobs, rootfs images and stale temporary files.
  * Waits for running pulls when wait is true, else returns 0 with *freed = 0. */
 int oci_store_gc(struct oci_store *st, bool wait, uint64_t *freed, sm_error **err);
+/* The same, also keeping the root filesystems at the paths of keep_rootfs
+ * (NULL-terminated, may be NULL): those snapshots boot from. */
+int oci_store_gc_keep(struct oci_store *st, bool wait, const char *const *keep_rootfs, uint64_t *freed,
+		      sm_error **err);
 
 void oci_image_free(struct oci_image *img);
 void oci_image_list_free(struct oci_image **list, size_t n);

@@ -916,7 +916,33 @@ static uint64_t gc_sweep(const struct oci_store *st, const char *sub, const stru
 	return freed;
 }
 
+/* Keeps the rootfs/<hex>.ext4 files of the store that paths name. */
+static int gc_mark_rootfs(const struct oci_store *st, const char *const *paths, struct strset *keep)
+{
+	char dir[PATH_MAX];
+	size_t dlen;
+
+	store_path(st, dir, sizeof(dir), "rootfs/");
+	dlen = strlen(dir);
+	for (; paths && *paths; paths++) {
+		const char *base = *paths + dlen;
+		if (strncmp(*paths, dir, dlen) || strlen(base) != 64 + 5 || strcmp(base + 64, ".ext4"))
+			continue;
+		char key[65];
+		snprintf(key, sizeof(key), "%.64s", base);
+		if (strset_add(keep, key) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int oci_store_gc(struct oci_store *st, bool wait, uint64_t *freed, sm_error **err)
+{
+	return oci_store_gc_keep(st, wait, NULL, freed, err);
+}
+
+int oci_store_gc_keep(struct oci_store *st, bool wait, const char *const *keep_rootfs, uint64_t *freed,
+		      sm_error **err)
 {
 	struct strset keep = { 0 };
 	json_t *images = NULL, *val;
@@ -943,6 +969,10 @@ int oci_store_gc(struct oci_store *st, bool wait, uint64_t *freed, sm_error **er
 			sm_error_wrap(err, "image %s: not collecting", key);
 			goto out;
 		}
+	}
+	if (gc_mark_rootfs(st, keep_rootfs, &keep) < 0) {
+		sm_error_set(err, SM_E_NOMEM, ENOMEM, "garbage collection");
+		goto out;
 	}
 	if (keep.n)
 		qsort(keep.v, keep.n, sizeof(*keep.v), cmp_str);

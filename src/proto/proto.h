@@ -28,7 +28,7 @@
 #define PROTO_MAX_LIST 4096u         /* argv or env entries */
 #define PROTO_MAX_CHAIN 16u          /* chained commands in one exec */
 #define PROTO_MAX_STAGED 64u         /* staged files in one exec */
-#define PROTO_MAX_VOLUMES 16u
+#define PROTO_MAX_VOLUMES 32u       /* ext4 volumes and virtio-fs mounts together */
 #define PROTO_MAX_ENTROPY 4096u
 #define PROTO_MIN_RESUME_ENTROPY 16u   /* RESUME must carry at least this much */
 #define PROTO_RESUME_ENTROPY 64u       /* what the host sends */
@@ -290,8 +290,11 @@ int proto_decode_probe_result(const struct proto_frame *f, struct proto_probe_re
 
 /* ---- guest configuration (/sm/config in the initramfs) --------------------- */
 
+/* a virtio-fs share: its device is the tag, and there is no block device to wait for */
+#define PROTO_FSTYPE_VIRTIOFS "virtiofs"
+
 struct proto_volume {
-	const char *device; /* "/dev/vdb" */
+	const char *device; /* "/dev/vdb", or the tag of a PROTO_FSTYPE_VIRTIOFS share */
 	const char *path;   /* absolute mount point in the guest */
 	const char *fstype; /* "" = ext4 */
 	uint32_t flags;     /* PROTO_VOL_RO */

@@ -34,6 +34,12 @@ const char worker_usage[] =
 	"  --disk FILE[,ro][,id=NAME]\n"
 	"                        virtio-blk disk (repeatable, up to 12; /dev/vda first);\n"
 	"                        ro: read-only; NAME: up to 20 bytes, the guest's serial\n"
+	"  --fs TAG,DIR[,ro][,symlinks=opaque|deny|follow]\n"
+	"                        share the host directory DIR over virtio-fs (repeatable,\n"
+	"                        up to 16); the guest mounts it with mount -t virtiofs TAG;\n"
+	"                        TAG: 1 to 36 printable bytes; DIR: an absolute path;\n"
+	"                        ro: every write fails EROFS; symlinks: what symlinks may\n"
+	"                        do (default opaque, see docs/mounts.md)\n"
 	"  --net                 virtio-net with user-mode NAT (libslirp)\n"
 	"  --vsock UDS           virtio-vsock; host side is the unix socket UDS\n"
 	"  --balloon             virtio-balloon\n"
@@ -53,6 +59,7 @@ enum {
 	OPT_MEMORY,
 	OPT_VCPUS,
 	OPT_DISK,
+	OPT_FS,
 	OPT_NET,
 	OPT_VSOCK,
 	OPT_BALLOON,
@@ -69,6 +76,7 @@ static const struct option long_options[] = {
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "vcpus", required_argument, NULL, OPT_VCPUS },
 	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "fs", required_argument, NULL, OPT_FS },
 	{ "net", no_argument, NULL, OPT_NET },
 	{ "vsock", required_argument, NULL, OPT_VSOCK },
 	{ "balloon", no_argument, NULL, OPT_BALLOON },
@@ -153,6 +161,103 @@ static int parse_disk(struct worker_launch *o, const char *spec, char *err, size
 	return 0;
 }
 
+static const char *const symlinks_names[] = {
+	[WORKER_SYMLINKS_OPAQUE] = "opaque",
+	[WORKER_SYMLINKS_DENY] = "deny",
+	[WORKER_SYMLINKS_FOLLOW] = "follow",
+};
+
+const char *worker_symlinks_name(enum worker_symlinks s)
+{
+	return (unsigned)s < sizeof(symlinks_names) / sizeof(symlinks_names[0]) ? symlinks_names[s] : NULL;
+}
+
+/* Tag and directory as both sides check them: NULL, or what is wrong. */
+static const char *mount_problem(const struct worker_mount *m)
+{
+	size_t n = m->tag ? strlen(m->tag) : 0;
+
+	if (n == 0 || n > WORKER_MOUNT_TAG_MAX)
+		return "the tag must be 1 to 36 bytes";
+	for (size_t i = 0; i < n; i++)
+		if (m->tag[i] <= ' ' || m->tag[i] > '~' || m->tag[i] == ',')
+			return "the tag must be printable, without ',' or blanks";
+	if (!m->dir || m->dir[0] != '/')
+		return "the directory must be an absolute path";
+	if (strchr(m->dir, ','))
+		return "the directory must hold no ','";
+	if (!worker_symlinks_name(m->symlinks))
+		return "unknown symlink policy";
+	return NULL;
+}
+
+/* The index of the mount before mounts[n] with the same tag, or -1. */
+static int mount_tag_twice(const struct worker_mount *mounts, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(mounts[i].tag, mounts[n].tag) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int parse_symlinks(const char *name, enum worker_symlinks *out)
+{
+	for (unsigned i = 0; i < sizeof(symlinks_names) / sizeof(symlinks_names[0]); i++)
+		if (strcmp(name, symlinks_names[i]) == 0)
+			return *out = (enum worker_symlinks)i, 0;
+	return -1;
+}
+
+static int parse_mount_options(struct worker_mount *m, const char *spec, char *save, char *err,
+			       size_t errlen)
+{
+	bool policy_set = false;
+
+	for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
+		if (strcmp(opt, "ro") == 0) {
+			m->read_only = true;
+		} else if (strncmp(opt, "symlinks=", 9) == 0) {
+			if (policy_set || parse_symlinks(opt + 9, &m->symlinks) < 0)
+				return fail(err, errlen, "--fs '%s': symlinks= once, one of opaque, deny, follow",
+					    spec);
+			policy_set = true;
+		} else {
+			return fail(err, errlen, "--fs '%s': unknown option '%s' (ro, symlinks=POLICY)", spec,
+				    opt);
+		}
+	}
+	return 0;
+}
+
+static int parse_mount(struct worker_launch *o, const char *spec, char *err, size_t errlen)
+{
+	if (o->nmounts == WORKER_MAX_MOUNTS)
+		return fail(err, errlen, "--fs: at most %d mounts", WORKER_MAX_MOUNTS);
+	char *copy = strdup(spec);
+	if (!copy)
+		return fail(err, errlen, "out of memory");
+	struct worker_mount *m = &o->mounts[o->nmounts++];
+	char *save = NULL;
+	*m = (struct worker_mount){ .owned = copy };
+	/* strtok_r would skip an empty tag: split the first field by hand */
+	char *comma = strchr(copy, ',');
+	if (!comma)
+		return fail(err, errlen, "--fs '%s': TAG,DIR expected", spec);
+	*comma = 0;
+	m->tag = copy;
+	m->dir = strtok_r(comma + 1, ",", &save);
+	if (!m->dir || m->dir != comma + 1)
+		return fail(err, errlen, "--fs '%s': no directory", spec);
+	if (parse_mount_options(m, spec, save, err, errlen) < 0)
+		return -1;
+	const char *problem = mount_problem(m);
+	if (problem)
+		return fail(err, errlen, "--fs '%s': %s", spec, problem);
+	if (mount_tag_twice(o->mounts, o->nmounts - 1) >= 0)
+		return fail(err, errlen, "--fs tag '%s' used by two mounts", m->tag);
+	return 0;
+}
+
 static int parse_one(struct worker_launch *o, int opt, const char *arg, char *err, size_t errlen)
 {
 	uint64_t v;
@@ -188,6 +293,8 @@ static int parse_one(struct worker_launch *o, int opt, const char *arg, char *er
 		return 0;
 	case OPT_DISK:
 		return parse_disk(o, arg, err, errlen);
+	case OPT_FS:
+		return parse_mount(o, arg, err, errlen);
 	case OPT_NET:
 		o->net = true;
 		return 0;
@@ -265,6 +372,9 @@ void worker_launch_free(struct worker_launch *o)
 	for (unsigned i = 0; i < o->ndisks; i++)
 		free(o->disks[i].owned);
 	o->ndisks = 0;
+	for (unsigned i = 0; i < o->nmounts; i++)
+		free(o->mounts[i].owned);
+	o->nmounts = 0;
 }
 
 /* ---- building: the library's side ---------------------------------------------- */
@@ -333,6 +443,28 @@ static int arg_disks(struct argv_build *b, const struct worker_launch *l, char *
 	return 0;
 }
 
+static int arg_mounts(struct argv_build *b, const struct worker_launch *l, char *err, size_t errlen)
+{
+	char spec[4200];
+
+	if (l->nmounts > WORKER_MAX_MOUNTS)
+		return fail(err, errlen, "%u mounts: at most %d", l->nmounts, WORKER_MAX_MOUNTS);
+	for (unsigned i = 0; i < l->nmounts; i++) {
+		const struct worker_mount *m = &l->mounts[i];
+		const char *problem = mount_problem(m);
+		if (problem)
+			return fail(err, errlen, "mount '%s' of %s: %s", m->tag ? m->tag : "",
+				    m->dir ? m->dir : "", problem);
+		if (mount_tag_twice(l->mounts, i) >= 0)
+			return fail(err, errlen, "mount tag '%s' used by two mounts", m->tag);
+		if ((size_t)snprintf(spec, sizeof(spec), "%s,%s%s,symlinks=%s", m->tag, m->dir,
+				     m->read_only ? ",ro" : "", worker_symlinks_name(m->symlinks)) >= sizeof(spec))
+			return fail(err, errlen, "mount '%s': directory path too long", m->tag);
+		arg_opt(b, "--fs", spec);
+	}
+	return 0;
+}
+
 int worker_launch_argv(const struct worker_launch *l, const char *exe, char ***out, char *err, size_t errlen)
 {
 	struct argv_build b = { .v = calloc(WORKER_MAX_ARGS, sizeof(char *)) };
@@ -349,7 +481,7 @@ int worker_launch_argv(const struct worker_launch *l, const char *exe, char ***o
 		arg_uint(&b, "--memory", l->memory_mib);
 	if (l->vcpus_set)
 		arg_uint(&b, "--vcpus", l->vcpus);
-	if (arg_disks(&b, l, err, errlen) < 0) {
+	if (arg_disks(&b, l, err, errlen) < 0 || arg_mounts(&b, l, err, errlen) < 0) {
 		worker_argv_free(b.v);
 		return -EINVAL;
 	}

@@ -24,14 +24,46 @@
 #define WORKER_MAX_VCPUS 32
 #define WORKER_DEFAULT_MEMORY_MIB 256
 #define WORKER_DEFAULT_CMDLINE "quiet"
-/* the most arguments worker_launch_argv() makes: each option twice, disks twice each */
-#define WORKER_MAX_ARGS (2 * (16 + WORKER_MAX_DISKS) + 2)
+#define WORKER_MAX_MOUNTS 16
+/*
+ * virtio devices a VM has room for (one GSI each, 5..23), and those every
+ * VM has besides its disks and mounts (rng, net, vsock, balloon): a launch
+ * fits when disks + mounts + WORKER_FIXED_DEVICES <= this.
+ */
+#define WORKER_MAX_VIRTIO_DEVICES 19
+#define WORKER_FIXED_DEVICES 4
+/* a virtio-fs tag: its config field is 36 bytes, not NUL-terminated when full */
+#define WORKER_MOUNT_TAG_MAX 36
+/* the most arguments worker_launch_argv() makes: each option twice, disks and mounts twice each */
+#define WORKER_MAX_ARGS (2 * (16 + WORKER_MAX_DISKS + WORKER_MAX_MOUNTS) + 2)
 
 struct worker_disk {
 	const char *path;
 	bool read_only;
 	const char *id;  /* the guest's serial, 1..WORKER_DISK_ID_MAX bytes; NULL: none */
 	char *owned;     /* parsed from a spec: the copy path and id point into */
+};
+
+/*
+ * What a shared directory's symlinks may do (docs/mounts.md). Opaque:
+ * the guest may create symlinks, stored verbatim and never resolved by
+ * the host; host symlinks leading outside the root are refused at
+ * LOOKUP. Deny: as opaque, and the guest cannot create any (EPERM).
+ * Follow: host symlinks leading outside are followed (one trusted tenant).
+ */
+enum worker_symlinks {
+	WORKER_SYMLINKS_OPAQUE = 0,
+	WORKER_SYMLINKS_DENY,
+	WORKER_SYMLINKS_FOLLOW,
+};
+
+/* A host directory shared over virtio-fs: one device each, in the order given. */
+struct worker_mount {
+	const char *tag;  /* what the guest mounts: 1..WORKER_MOUNT_TAG_MAX printable bytes, no ',' or blank */
+	const char *dir;  /* the host directory: an absolute path without ',' */
+	bool read_only;
+	enum worker_symlinks symlinks;
+	char *owned;      /* parsed from a spec: the copy tag and dir point into */
 };
 
 /* What a worker runs: a boot (kernel) or a restore (snapshot directory), and its devices. */
@@ -43,6 +75,8 @@ struct worker_launch {
 	unsigned vcpus;
 	struct worker_disk disks[WORKER_MAX_DISKS];
 	unsigned ndisks;
+	struct worker_mount mounts[WORKER_MAX_MOUNTS];
+	unsigned nmounts;
 	bool net;
 	const char *vsock;
 	bool balloon;
@@ -56,7 +90,8 @@ struct worker_launch {
 
 /*
  * Parses the worker's argv. Returns 0, or -1 with one line in err saying
- * what is wrong. Disk specs are copied; free them with worker_launch_free().
+ * what is wrong. Disk and mount specs are copied; free them with
+ * worker_launch_free().
  */
 int worker_launch_parse(int argc, char **argv, struct worker_launch *l, char *err, size_t errlen);
 void worker_launch_free(struct worker_launch *l);
@@ -65,11 +100,15 @@ void worker_launch_free(struct worker_launch *l);
  * The argv that launches l with the worker binary at exe (argv[0]),
  * NULL-terminated, into *out (free with worker_argv_free()). What
  * worker_launch_parse() reads back is l. 0, or -EINVAL with err saying
- * why (a disk path holding ',', a bad disk id, too many disks), or
+ * why (a disk path holding ',', a bad disk id, too many disks, a bad
+ * mount tag or directory, a tag used twice, too many mounts), or
  * -ENOMEM.
  */
 int worker_launch_argv(const struct worker_launch *l, const char *exe, char ***out, char *err, size_t errlen);
 void worker_argv_free(char **argv);
+
+/* The name of a symlink policy as a spec says it: "opaque", "deny", "follow". */
+const char *worker_symlinks_name(enum worker_symlinks s);
 
 /* The --help text. */
 extern const char worker_usage[];
@@ -88,6 +127,20 @@ extern const char worker_usage[];
 #define WORKER_CTL_SNAPSHOT "snapshot" /* ARGS: the directory to write */
 #define WORKER_CTL_RESET "reset"
 #define WORKER_CTL_BALLOON "balloon"   /* no ARGS: the target and actual pages; ARGS: a new target */
+/*
+ * The worker's usage for `supermachine stats`: its CPU time and memory,
+ * and the byte counters its devices keep, summed over devices of a kind.
+ */
+#define WORKER_CTL_USAGE "usage"
+#define WORKER_USAGE_CPU_NS "cpu_ns"           /* CLOCK_PROCESS_CPUTIME_ID */
+#define WORKER_USAGE_RSS "rss_bytes"           /* resident set (/proc/self/statm) */
+#define WORKER_USAGE_MEMORY "memory_bytes"     /* guest RAM */
+#define WORKER_USAGE_BLK_READ "blk_read_bytes"
+#define WORKER_USAGE_BLK_WRITE "blk_write_bytes"
+#define WORKER_USAGE_NET_RX "net_rx_bytes"     /* to the guest */
+#define WORKER_USAGE_NET_TX "net_tx_bytes"     /* from the guest */
+#define WORKER_USAGE_VSOCK_RX "vsock_rx_bytes" /* to the guest */
+#define WORKER_USAGE_VSOCK_TX "vsock_tx_bytes" /* from the guest */
 
 struct worker_request {
 	char name[WORKER_CTL_NAME_MAX];

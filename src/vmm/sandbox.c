@@ -50,6 +50,21 @@ static const unsigned snapshot_open_flags[] = {
 	O_RDONLY | O_DIRECTORY | O_CLOEXEC,       /* fsync_dir after the rename */
 };
 
+/*
+ * virtio-fs (src/devices/virtio/fs_fuse.c): each FUSE request's host
+ * call, always relative to a node's fd. openat2 is allowed with any
+ * flags: the device passes RESOLVE_BENEATH itself, and seccomp cannot
+ * look inside struct open_how. Nothing here takes a path from the root
+ * of the host: the *at() calls get names of one component.
+ */
+static const char *const mount_syscalls[] = {
+	"openat2", "fstatfs", "readlinkat", "getdents64",
+	"mkdirat", "mknodat", "symlinkat", "linkat", "unlinkat", "renameat2",
+	"fchmod", "fchmodat2", "fchown", "fchownat", "utimensat", "faccessat2",
+	"ftruncate", "fallocate",
+	"fgetxattr", "fsetxattr", "flistxattr", "fremovexattr",
+};
+
 /* The vCPU and VM state a snapshot reads, and a reset in place writes back. */
 static const unsigned long snapshot_ioctls[] = {
 	KVM_GET_MP_STATE, KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_GET_XCRS, KVM_GET_DEBUGREGS,
@@ -202,6 +217,8 @@ static int sandbox_build(scmp_filter_ctx ctx, const struct sandbox_options *o)
 		rc = allow_ioctls(ctx, o->sockets || SANDBOX_SANITIZER);
 	if (rc == 0 && o->snapshots)
 		rc = allow_snapshots(ctx);
+	if (rc == 0 && o->mounts)
+		rc = allow_list(ctx, mount_syscalls, sizeof(mount_syscalls) / sizeof(mount_syscalls[0]));
 	if (rc == 0)
 		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	return rc;

@@ -27,6 +27,8 @@ struct sandbox_options {
 	/* The control socket may ask for a snapshot (files in its directory,
 	 * KVM state ioctls) or a reset in place (the KVM SET ioctls). */
 	bool snapshots;
+	/* virtio-fs serves host directories: the *at() calls on their fds. */
+	bool mounts;
 };
 
 /* The mode SUPERMACHINE_SECCOMP asks for: "log", "off", else enforce. */

@@ -475,6 +475,8 @@ int vm_irq_line(struct vm *vm, uint32_t irq, bool level)
 	return 0;
 }
 
+/* The format attribute lets clang check the callers' formats instead of this vsnprintf's. */
+__attribute__((format(printf, 4, 0)))
 static void vm_exit_record(struct vm *vm, enum vm_exit_reason reason, int signo,
 			   const char *fmt, va_list ap)
 {
@@ -506,6 +508,7 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, const char *fmt,
 	va_end(ap);
 }
 
+__attribute__((format(printf, 3, 4)))
 static void vm_exit_signal_fmt(struct vm *vm, int signo, const char *fmt, ...)
 {
 	va_list ap;

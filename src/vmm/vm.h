@@ -23,7 +23,7 @@
 #define VM_MAX_VCPUS 32
 #define VM_MIN_MEM_MIB 64
 #define VM_MAX_IO_HANDLERS 32
-#define VM_MAX_VIRTIO 19 /* one GSI each, 5..23 */
+#define VM_MAX_VIRTIO WORKER_MAX_VIRTIO_DEVICES
 #define VM_CMDLINE_MAX 2048
 
 /*

@@ -4,6 +4,7 @@
  * way it ended into the exit status (docs/vmm.md).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
+#include "devices/virtio/fs.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
@@ -27,8 +29,8 @@
 #include "proto/worker.h"
 
 #define VSOCK_GUEST_CID 3
-/* rng, the disks, net, vsock, balloon */
-#define WORKER_MAX_DEVICES (WORKER_MAX_DISKS + 4)
+/* rng, the disks, net, vsock, balloon, the mounts */
+#define WORKER_MAX_DEVICES (WORKER_MAX_DISKS + 4 + WORKER_MAX_MOUNTS)
 
 struct worker {
 	struct worker_launch opt;
@@ -40,8 +42,11 @@ struct worker {
 	struct virtio_dev *dev[WORKER_MAX_DEVICES];
 	const struct device_kind *dev_kind[WORKER_MAX_DEVICES];
 	unsigned ndevs;
+	/* each --fs directory, opened first (O_PATH); -1 once its device has it */
+	int mount_fd[WORKER_MAX_MOUNTS];
 	struct vm_snapshot snap;
 	int signal_fd;
+	int statm_fd; /* /proc/self/statm, for WORKER_CTL_USAGE after the lockdown */
 };
 
 static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
@@ -86,6 +91,7 @@ static unsigned count_disks(const struct worker *w) { return w->opt.ndisks; }
 static unsigned count_net(const struct worker *w) { return w->opt.net; }
 static unsigned count_vsock(const struct worker *w) { return w->opt.vsock != NULL; }
 static unsigned count_balloon(const struct worker *w) { return w->opt.balloon; }
+static unsigned count_mounts(const struct worker *w) { return w->opt.nmounts; }
 
 static struct virtio_dev *make_rng(struct worker *w, unsigned i)
 {
@@ -119,6 +125,52 @@ static struct virtio_dev *make_balloon(struct worker *w, unsigned i)
 	return virtio_balloon_create(&w->vm->mem);
 }
 
+/*
+ * The shared directories, opened before anything else (no KVM needed to
+ * be told one is missing or a file) and long before the sandbox.
+ */
+static int mounts_open(struct worker *w)
+{
+	char msg[600];
+
+	for (unsigned i = 0; i < w->opt.nmounts; i++) {
+		const struct worker_mount *m = &w->opt.mounts[i];
+		int fd = virtio_fs_open_root(m->dir);
+		if (fd < 0) {
+			snprintf(msg, sizeof(msg), "--fs %s: %s: %s", m->tag, m->dir,
+				 fd == -ENOTDIR ? "not a directory" : strerror(-fd));
+			return usage_error(msg);
+		}
+		w->mount_fd[i] = fd;
+	}
+	return -1;
+}
+
+/* The contract's policy and tag are the device's, by value */
+_Static_assert((int)WORKER_SYMLINKS_DENY == (int)VIRTIO_FS_SYMLINKS_DENY &&
+		       (int)WORKER_SYMLINKS_FOLLOW == (int)VIRTIO_FS_SYMLINKS_FOLLOW,
+	       "enum worker_symlinks is enum virtio_fs_symlinks");
+_Static_assert(WORKER_MOUNT_TAG_MAX == VIRTIO_FS_TAG_BYTES, "a --fs tag fits the device's config space");
+
+static struct virtio_dev *make_mount(struct worker *w, unsigned i)
+{
+	const struct worker_mount *m = &w->opt.mounts[i];
+	struct virtio_fs_options fo = {
+		.tag = m->tag,
+		.read_only = m->read_only,
+		.symlinks = (enum virtio_fs_symlinks)m->symlinks,
+	};
+	int fd = w->mount_fd[i];
+
+	w->mount_fd[i] = -1; /* the device's now, whatever happens */
+	return virtio_fs_create(&w->vm->mem, fd, &fo);
+}
+
+static void what_mount(const struct worker *w, unsigned i, char *buf, size_t len)
+{
+	snprintf(buf, len, "--fs %s: directory %s", w->opt.mounts[i].tag, w->opt.mounts[i].dir);
+}
+
 static void what_disk(const struct worker *w, unsigned i, char *buf, size_t len)
 {
 	snprintf(buf, len, "disk %s", w->opt.disks[i].path);
@@ -148,6 +200,8 @@ static const struct device_kind {
 	{ "--net", NULL, count_net, make_net, NULL, "net", virtio_net_control },
 	{ NULL, what_vsock, count_vsock, make_vsock, NULL, "vsock", virtio_vsock_control },
 	{ "--balloon", NULL, count_balloon, make_balloon, NULL, "balloon", virtio_balloon_control },
+	/* last: snapshots taken before mounts existed keep their device slots */
+	{ NULL, what_mount, count_mounts, make_mount, NULL, NULL, NULL },
 };
 
 /* The i-th device of kind k, created and placed; kept for teardown even if placing fails. */
@@ -171,6 +225,11 @@ static int add_device(struct worker *w, const struct device_kind *k, unsigned i,
 	w->dev[w->ndevs] = d;
 	w->dev_kind[w->ndevs++] = k;
 	rc = vmm_attach_virtio(w->vm, d);
+	if (rc == -ENOSPC) {
+		snprintf(msg, len, "%s: too many devices: a VM has room for %d virtio devices", what,
+			 VM_MAX_VIRTIO);
+		return -1;
+	}
 	if (rc < 0) {
 		snprintf(msg, len, "%s: %s", what, strerror(-rc));
 		return -1;
@@ -205,6 +264,66 @@ static int build_cmdline(struct worker *w, char *msg, size_t len)
 	return 0;
 }
 
+/* Which device counter adds up to which usage field (WORKER_CTL_USAGE). */
+static const struct {
+	const char *dev, *key, *usage;
+} usage_counters[] = {
+	{ "blk", "bytes_read", WORKER_USAGE_BLK_READ },
+	{ "blk", "bytes_written", WORKER_USAGE_BLK_WRITE },
+	{ "net", "rx_bytes", WORKER_USAGE_NET_RX },
+	{ "net", "tx_bytes", WORKER_USAGE_NET_TX },
+	{ "vsock", "bytes_to_guest", WORKER_USAGE_VSOCK_RX },
+	{ "vsock", "bytes_from_guest", WORKER_USAGE_VSOCK_TX },
+};
+#define USAGE_COUNTERS (sizeof(usage_counters) / sizeof(usage_counters[0]))
+
+static void usage_add_device(struct virtio_dev *d, uint64_t *sum)
+{
+	struct virtio_dev_stats st = { 0 };
+
+	if (!d->ops->stats)
+		return;
+	d->ops->stats(d, &st);
+	for (size_t c = 0; c < USAGE_COUNTERS; c++)
+		for (unsigned f = 0; f < VIRTIO_DEV_STATS_MAX && st.f[f].key; f++)
+			if (!strcmp(d->ops->name, usage_counters[c].dev) && !strcmp(st.f[f].key, usage_counters[c].key))
+				sum[c] += st.f[f].val;
+}
+
+/* The resident set from /proc/self/statm, opened before the lockdown and read with pread. */
+static uint64_t usage_rss(const struct worker *w)
+{
+	char buf[128];
+	unsigned long long size, resident;
+	ssize_t n = w->statm_fd >= 0 ? pread(w->statm_fd, buf, sizeof(buf) - 1, 0) : -1;
+
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+		return 0;
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void cmd_usage(void *opaque, const char *args, char *reply, size_t len)
+{
+	struct worker *w = opaque;
+	uint64_t sum[USAGE_COUNTERS] = { 0 };
+	struct timespec cpu = { 0 };
+	size_t n;
+
+	for (unsigned i = 0; i < w->ndevs; i++)
+		usage_add_device(w->dev[i], sum);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+	n = (size_t)snprintf(reply, len, "ok " WORKER_USAGE_CPU_NS "=%llu " WORKER_USAGE_RSS "=%llu "
+				 WORKER_USAGE_MEMORY "=%llu",
+			     (unsigned long long)cpu.tv_sec * 1000000000ull + (unsigned long long)cpu.tv_nsec,
+			     (unsigned long long)usage_rss(w), (unsigned long long)w->vm->mem.ram_size);
+	for (size_t c = 0; c < USAGE_COUNTERS && n < len; c++)
+		n += (size_t)snprintf(reply + n, len - n, " %s=%llu", usage_counters[c].usage,
+				      (unsigned long long)sum[c]);
+}
+
 static int control_setup(struct worker *w, struct vmm_err *err)
 {
 	if (!w->opt.control)
@@ -220,6 +339,8 @@ static int control_setup(struct worker *w, struct vmm_err *err)
 	/* Snapshots (docs/vmm.md). */
 	control_register(w->control, "snapshot", vm_snapshot_control_save, &w->snap);
 	control_register(w->control, "reset", vm_snapshot_control_reset, &w->snap);
+	w->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	control_register(w->control, WORKER_CTL_USAGE, cmd_usage, w);
 	return 0;
 }
 
@@ -326,7 +447,11 @@ static int restore_setup(struct worker *w, const struct timespec *t0, struct vmm
 static int worker_setup(struct worker *w, const struct timespec *t0)
 {
 	struct vmm_err err = { { 0 } };
-	int status = w->opt.restore ? restore_setup(w, t0, &err) : boot_setup(w, t0, &err);
+	int status = mounts_open(w);
+
+	if (status >= 0)
+		return status;
+	status = w->opt.restore ? restore_setup(w, t0, &err) : boot_setup(w, t0, &err);
 
 	if (status >= 0)
 		return status;
@@ -342,6 +467,7 @@ static int worker_setup(struct worker *w, const struct timespec *t0)
 		.mode = sandbox_mode_from_env(),
 		.sockets = w->opt.net || w->opt.vsock,
 		.snapshots = w->opt.control != NULL,
+		.mounts = w->opt.nmounts > 0,
 	};
 	if (sandbox_apply(&so, &err) < 0) {
 		fprintf(stderr, VMM_LOG_PREFIX "%s\n", err.msg);
@@ -371,21 +497,28 @@ static void worker_teardown(struct worker *w)
 		console_close(&w->console);
 	for (unsigned i = 0; i < w->ndevs; i++)
 		virtio_dev_free(w->dev[i]);
+	for (unsigned i = 0; i < WORKER_MAX_MOUNTS; i++)
+		if (w->mount_fd[i] >= 0)
+			close(w->mount_fd[i]);
 	vm_destroy(w->vm);
 	snap_reader_free(w->snap.st);
 	if (w->signal_fd >= 0)
 		close(w->signal_fd);
+	if (w->statm_fd >= 0)
+		close(w->statm_fd);
 	worker_launch_free(&w->opt);
 }
 
 int main(int argc, char **argv)
 {
-	struct worker w = { .signal_fd = -1 };
+	struct worker w = { .signal_fd = -1, .statm_fd = -1 };
 	struct timespec t0;
 	char msg[512];
 	int status;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned i = 0; i < WORKER_MAX_MOUNTS; i++)
+		w.mount_fd[i] = -1;
 	/* Whatever the parent leaked is not ours to keep once the guest runs. */
 	close_range(3, ~0U, 0);
 	if (worker_launch_parse(argc, argv, &w.opt, msg, sizeof(msg)) < 0) {

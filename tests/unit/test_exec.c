@@ -17,6 +17,7 @@
 
 #include "lib/exec.h"
 #include "test_agent_fixture.h"
+#include "../fixtures/privs.h"
 
 static struct agent_fixture fx;
 
@@ -218,8 +219,12 @@ Test(exec, env_overrides_image_path)
 
 static void skip_unless_root(void)
 {
+	const char *blocked;
+
 	if (geteuid() != 0)
 		cr_skip_test("switching users needs root");
+	if ((blocked = fx_nobody_blocked("/bin/sh")))
+		cr_skip_test("%s", blocked);
 }
 
 static void expect_user(const char *user, const char *script, const char *want)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../fixtures/oci_fixture.h"
+#include "../fixtures/privs.h"
 #include "oci/internal.h"
 
 /* Directories the special layer implies without naming them, and the root
@@ -156,6 +157,8 @@ Test(oci_rootfs, unprivileged_user_builds_the_same_image)
 		/* Already unprivileged: every other test here proves it. */
 		cr_skip_test("not root: cannot switch users, and the suite already runs unprivileged");
 	}
+	if (fx_nobody_blocked(fx_cli()))
+		cr_skip_test("%s", fx_nobody_blocked(fx_cli()));
 	cr_assert(asprintf(&src, "oci:%s/layout:busybox", img) > 0);
 	a = pull_into(asroot, src);
 	cr_assert(chown(dir, 65534, 65534) == 0);

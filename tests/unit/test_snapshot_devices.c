@@ -375,6 +375,39 @@ Test(snapshot_serial, hostile_state_is_refused)
 	serial_destroy(&s);
 }
 
+/* A file whose saved line level contradicts its registers: the line goes
+ * where the registers say, or KVM's line and ours disagree and the UART's
+ * interrupts stop (found by fuzz-serial). */
+static void restore_level(uint8_t ier, uint8_t saved_level, bool kvm_level, bool want)
+{
+	struct serial s;
+	struct sink k = { .level = kvm_level };
+	const uint8_t regs[10] = { ier, 0x03, 0x08, 0xb0, 0, 0x0c, 0, 0, 0, saved_level };
+
+	serial_init(&s, &sink_ops, &k);
+	section_begin();
+	snap_put_bytes(w, regs, sizeof(regs));
+	snap_put_u8(w, 1);
+	snap_put_u8(w, 'x');
+	struct snap_reader *r = section_read();
+	cr_assert_eq(serial_restore(&s, r), 0);
+	snap_reader_free(r);
+	cr_assert_eq(k.level, want, "IER %#x, saved level %u: line %d", ier, saved_level, k.level);
+	/* and the next cause is an edge again */
+	uint8_t x = 0x0f;
+	serial_write(&s, 1, &x, 1);
+	cr_assert(k.level);
+	serial_destroy(&s);
+}
+
+Test(snapshot_serial, line_follows_the_registers_not_the_saved_level)
+{
+	restore_level(0x01, 0, false, true); /* receive interrupt pending, saved as low */
+	restore_level(0x00, 1, true, false); /* nothing enabled, saved as raised */
+	restore_level(0x01, 1, false, true);
+	restore_level(0x00, 0, false, false);
+}
+
 /* ---- x86: MSR order, CPUID check ---------------------------------------------------- */
 
 Test(snapshot_x86, tsc_first_deadline_last_rest_in_order)

@@ -209,7 +209,7 @@ Test(vm_host, runtime_dirs_meta_and_lookup)
 		cr_expect_str_eq(found.dir, a.dir);
 	}
 	cr_expect(vm_runtime_open(&found, "../etc", &err) < 0);
-	cr_expect_eq(sm_error_code(err), SM_E_INVALID);
+	cr_expect_eq(sm_error_code(err), SM_E_NOT_FOUND);
 	sm_error_free(err), err = NULL;
 	cr_expect(vm_runtime_open(&found, "ffffffffffff", &err) < 0 || strcmp(a.id, "ffffffffffff") == 0);
 	sm_error_free(err), err = NULL;
@@ -237,11 +237,11 @@ Test(vm_host, runtime_base_must_be_private)
 
 Test(vm_host, signal_names)
 {
-	cr_expect_eq(vm_signal_parse("SIGINT"), 2);
-	cr_expect_eq(vm_signal_parse("TERM"), 15);
-	cr_expect_eq(vm_signal_parse("9"), 9);
-	cr_expect_eq(vm_signal_parse("SIGNOPE"), 0);
-	cr_expect_eq(vm_signal_parse("999"), 0);
+	cr_expect_eq(sm_signal_parse("SIGINT"), 2);
+	cr_expect_eq(sm_signal_parse("TERM"), 15);
+	cr_expect_eq(sm_signal_parse("9"), 9);
+	cr_expect_eq(sm_signal_parse("SIGNOPE"), 0);
+	cr_expect_eq(sm_signal_parse("999"), 0);
 }
 
 Test(vm_host, cli_port_specs)
@@ -273,4 +273,115 @@ Test(vm_host, cli_env)
 	cr_expect_str_eq(o.env[0], "A=1");
 	cr_expect_str_eq(o.env[1], "SM_TEST_FROM_HOST=yes");
 	cli_exec_opts_free(&o);
+}
+
+/* docker's words for a duration (go-units HumanDuration), which ps's CREATED and STATUS use. */
+Test(vm_host, cli_human_duration)
+{
+	static const struct {
+		int64_t s;
+		const char *says;
+	} cases[] = {
+		{ 0, "Less than a second" }, { 1, "1 second" }, { 59, "59 seconds" }, { 60, "About a minute" },
+		{ 119, "About a minute" }, { 120, "2 minutes" }, { 3599, "59 minutes" }, { 3600, "About an hour" },
+		{ 5399, "About an hour" }, { 5400, "2 hours" }, { 47 * 3600, "47 hours" }, { 48 * 3600, "2 days" },
+		{ 14 * 86400, "2 weeks" }, { 60 * 86400, "2 months" }, { 3 * 365 * 86400, "3 years" },
+	};
+	char buf[32];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cli_human_duration(cases[i].s, buf, sizeof(buf));
+		cr_expect_str_eq(buf, cases[i].says, "%lld s", (long long)cases[i].s);
+	}
+}
+
+Test(vm_host, cli_cp_operands)
+{
+	struct cli_cp_spec c;
+
+	cr_assert(cli_cp_parse("web:/etc/hosts", &c) == 0);
+	cr_expect_str_eq(c.vm, "web");
+	cr_expect_str_eq(c.path, "/etc/hosts");
+	cr_assert(cli_cp_parse("0123abcd:rel/x", &c) == 0);
+	cr_expect_str_eq(c.vm, "0123abcd");
+	cr_expect_str_eq(c.path, "rel/x");
+	/* host paths: no ':', or a '/' before it (docker cp's rule) */
+	static const char *const host[] = { "/tmp/a:b", "./web:x", "plain", "dir/sub:x" };
+	for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++) {
+		cr_assert(cli_cp_parse(host[i], &c) == 0);
+		cr_expect_str_eq(c.vm, "", "%s taken for a VM", host[i]);
+		cr_expect_str_eq(c.path, host[i]);
+	}
+	cr_expect(cli_cp_parse("web:", &c) < 0, "a VM without a path");
+}
+
+Test(vm_host, cli_guest_paths_stay_in_the_root)
+{
+	static const struct {
+		const char *in, *out;
+	} ok[] = {
+		{ "/etc/hosts", "/etc/hosts" }, { "etc//hosts/", "/etc/hosts" }, { "/a/./b/../c", "/a/c" },
+		{ "/", "/" }, { ".", "/" }, { "/a/..", "/" }, { "a/b/../../c", "/c" },
+	};
+	static const char *const escape[] = { "..", "/..", "/../etc/passwd", "a/../../b", "/a/b/../../../x" };
+	char buf[64];
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		cr_assert(cli_guest_path(ok[i].in, buf, sizeof(buf)) == 0, "%s refused", ok[i].in);
+		cr_expect_str_eq(buf, ok[i].out, "%s", ok[i].in);
+	}
+	for (size_t i = 0; i < sizeof(escape) / sizeof(escape[0]); i++)
+		cr_expect(cli_guest_path(escape[i], buf, sizeof(buf)) < 0, "%s accepted", escape[i]);
+	cr_expect(cli_guest_path("/a-very-long-component-that-does-not-fit-in-the-buffer-at-all", buf, 16) < 0);
+}
+
+Test(vm_host, restart_policies_and_names)
+{
+	unsigned max = 99;
+
+	cr_expect_eq(sm_restart_parse("no", &max), 0);
+	cr_expect_eq(max, 0);
+	cr_expect_eq(sm_restart_parse("on-failure", &max), 1);
+	cr_expect_eq(max, 0, "no limit");
+	cr_expect_eq(sm_restart_parse("on-failure:3", &max), 1);
+	cr_expect_eq(max, 3);
+	static const char *const bad[] = { "always", "unless-stopped", "on-failure:", "on-failure:x", "on-failure:-1",
+					   "on-failure:3x", "", "NO" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(sm_restart_parse(bad[i], NULL), -1, "'%s' accepted", bad[i]);
+	cr_expect_eq(sm_restart_parse(NULL, NULL), -1);
+
+	static const char *const good[] = { "web", "a1", "my_vm.2-x", "0abc" };
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		cr_expect(sm_vm_name_valid(good[i]), "'%s' refused", good[i]);
+	static const char *const names[] = { "a", "", "-web", "_x", "we b", "a/b", "../x", "abcdef012345",
+					     "x2345678901234567890123456789012345678901234567890123456789012345" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		cr_expect(!sm_vm_name_valid(names[i]), "'%s' accepted", names[i]);
+	cr_expect(!sm_vm_name_valid(NULL));
+}
+
+/* The worker's usage reply into the caller's struct, never past its size. */
+Test(vm_host, stats_reply)
+{
+	sm_vm_stats_out s = SM_VM_STATS_OUT_INIT;
+	struct {
+		sm_vm_stats_out s;
+		uint64_t guard;
+	} small;
+
+	vm_usage_parse("cpu_ns=1500 rss_bytes=4096 memory_bytes=268435456 blk_read_bytes=10 blk_write_bytes=20 "
+		       "net_rx_bytes=30 net_tx_bytes=40 vsock_rx_bytes=50 vsock_tx_bytes=60 extra=1", &s);
+	cr_expect(s.cpu_ns == 1500 && s.rss_bytes == 4096 && s.memory_bytes == 268435456);
+	cr_expect(s.blk_read_bytes == 10 && s.blk_write_bytes == 20 && s.net_rx_bytes == 30 && s.net_tx_bytes == 40);
+	cr_expect(s.vsock_rx_bytes == 50 && s.vsock_tx_bytes == 60);
+	vm_usage_parse("cpu_ns=x rss_bytes=-1", &s);
+	cr_expect(s.cpu_ns == 0 && s.rss_bytes == 0 && s.vsock_tx_bytes == 0, "bad or missing fields are 0");
+
+	memset(&small, 0xab, sizeof(small));
+	small.s.size = offsetof(sm_vm_stats_out, rss_bytes); /* an older caller: size and cpu_ns only */
+	vm_usage_parse("cpu_ns=7 rss_bytes=8 vsock_tx_bytes=9", &small.s);
+	cr_expect_eq(small.s.cpu_ns, 7);
+	cr_expect_eq(small.s.rss_bytes, 0xababababababababull, "written past the caller's size");
+	cr_expect_eq(small.guard, 0xababababababababull);
 }

@@ -83,7 +83,7 @@ Test(worker_cli, help_lists_every_option)
 {
 	struct result r;
 	static const char *const opts[] = { "--kernel", "--initrd", "--cmdline", "--memory",
-					    "--vcpus", "--disk", "--net", "--vsock", "--balloon",
+					    "--vcpus", "--disk", "--fs", "--net", "--vsock", "--balloon",
 					    "--console", "--control", "--restore", "--help" };
 
 	run(&r, ARGS("--help"));
@@ -113,11 +113,21 @@ Test(worker_cli, option_errors)
 			   ARGS("--kernel", "k", "--disk", "d,id=123456789012345678901"));
 	expect_usage_error("writable at least once", ARGS("--kernel", "k", "--disk", "d", "--disk", "d,ro"));
 	expect_usage_error("used by two disks", ARGS("--kernel", "k", "--disk", "a,id=x", "--disk", "b,id=x"));
+	expect_usage_error("--fs 't,rel': the directory must be an absolute path",
+			   ARGS("--kernel", "k", "--fs", "t,rel"));
 	expect_usage_error("cannot share", ARGS("--kernel", "k", "--vsock", "/tmp/s", "--control", "/tmp/s"));
 	expect_usage_error("at most 12 disks",
 			   ARGS("--kernel", "k", "--disk", "1", "--disk", "2", "--disk", "3", "--disk", "4",
 				"--disk", "5", "--disk", "6", "--disk", "7", "--disk", "8", "--disk", "9",
 				"--disk", "10", "--disk", "11", "--disk", "12", "--disk", "13"));
+}
+
+Test(worker_cli, mount_directory_errors)
+{
+	expect_usage_error("--fs t: /nonexistent/dir: No such file or directory",
+			   ARGS("--kernel", "k", "--fs", "t,/nonexistent/dir"));
+	expect_usage_error("--fs t: /etc/hostname: not a directory",
+			   ARGS("--kernel", "k", "--fs", "t,/etc/hostname"));
 }
 
 Test(worker_cli, kernel_errors)

@@ -46,6 +46,13 @@ static void expect_same_devices(const struct worker_launch *a, const struct work
 		expect_str(b->disks[i].id, a->disks[i].id, "disk id");
 		cr_expect_eq(b->disks[i].read_only, a->disks[i].read_only, "disk %u read-only", i);
 	}
+	cr_assert_eq(a->nmounts, b->nmounts);
+	for (unsigned i = 0; i < a->nmounts; i++) {
+		expect_str(b->mounts[i].tag, a->mounts[i].tag, "mount tag");
+		expect_str(b->mounts[i].dir, a->mounts[i].dir, "mount dir");
+		cr_expect_eq(b->mounts[i].read_only, a->mounts[i].read_only, "mount %u read-only", i);
+		cr_expect_eq(b->mounts[i].symlinks, a->mounts[i].symlinks, "mount %u symlinks", i);
+	}
 	expect_str(b->vsock, a->vsock, "vsock");
 	expect_str(b->control, a->control, "control");
 	expect_str(b->console, a->console, "console");
@@ -61,7 +68,12 @@ Test(worker_launch, boot_round_trips)
 		.disks = { { .path = "/s/rootfs.ext4", .read_only = true, .id = "rootfs" },
 			   { .path = "/v/data.img" } },
 		.ndisks = 2, .vsock = "/run/v.sock", .control = "/run/c.sock", .console = "/run/console.log",
-		.net = true, .balloon = true,
+		.mounts = { { .tag = "work", .dir = "/home/u/src" },
+			    { .tag = "ro-data.1", .dir = "/srv/data", .read_only = true,
+			      .symlinks = WORKER_SYMLINKS_DENY },
+			    { .tag = "123456789012345678901234567890123456", .dir = "/",
+			      .symlinks = WORKER_SYMLINKS_FOLLOW } },
+		.nmounts = 3, .net = true, .balloon = true,
 	}, out;
 
 	char **argv = round_trip(&in, &out);
@@ -84,6 +96,7 @@ Test(worker_launch, restore_round_trips_without_boot_options)
 		.disks = { { .path = "/s/rootfs.ext4", .read_only = true, .id = "rootfs" },
 			   { .path = "/v/ro.img", .read_only = true } },
 		.ndisks = 2, .vsock = "/run/v.sock", .control = "/run/c.sock", .console = "-", .balloon = true,
+		.mounts = { { .tag = "w", .dir = "/w", .read_only = true } }, .nmounts = 1,
 	}, out;
 
 	char **argv = round_trip(&in, &out);
@@ -114,6 +127,81 @@ Test(worker_launch, what_the_command_line_cannot_say_is_refused)
 	l.ndisks = WORKER_MAX_DISKS + 1;
 	cr_expect_eq(worker_launch_argv(&l, "w", &argv, err, sizeof(err)), -EINVAL);
 	cr_expect(strstr(err, "at most"), "%s", err);
+}
+
+Test(worker_launch, mounts_that_cannot_be_said_are_refused)
+{
+	static const struct {
+		struct worker_mount m;
+		const char *needle;
+	} bad[] = {
+		{ { .tag = "", .dir = "/d" }, "1 to 36" },
+		{ { .dir = "/d" }, "1 to 36" },
+		{ { .tag = "1234567890123456789012345678901234567", .dir = "/d" }, "1 to 36" },
+		{ { .tag = "a b", .dir = "/d" }, "printable" },
+		{ { .tag = "a,b", .dir = "/d" }, "printable" },
+		{ { .tag = "a\x7f", .dir = "/d" }, "printable" },
+		{ { .tag = "t", .dir = "rel/d" }, "absolute" },
+		{ { .tag = "t" }, "absolute" },
+		{ { .tag = "t", .dir = "/a,b" }, "','" },
+		{ { .tag = "t", .dir = "/d", .symlinks = (enum worker_symlinks)7 }, "policy" },
+	};
+	struct worker_launch l = { .kernel = "/k", .nmounts = 1 };
+	char err[256] = "", **argv = (char **)1;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		l.mounts[0] = bad[i].m;
+		cr_expect_eq(worker_launch_argv(&l, "w", &argv, err, sizeof(err)), -EINVAL, "case %zu", i);
+		cr_expect_null(argv);
+		cr_expect(strstr(err, bad[i].needle), "case %zu: %s", i, err);
+	}
+	l.mounts[0] = (struct worker_mount){ .tag = "t", .dir = "/a" };
+	l.mounts[1] = (struct worker_mount){ .tag = "t", .dir = "/b" };
+	l.nmounts = 2;
+	cr_expect_eq(worker_launch_argv(&l, "w", &argv, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "two mounts"), "%s", err);
+	l.nmounts = WORKER_MAX_MOUNTS + 1;
+	cr_expect_eq(worker_launch_argv(&l, "w", &argv, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "at most"), "%s", err);
+}
+
+/* Parses "--kernel k" and the given --fs specs: 0, or -1 with the error in err. */
+static int parse_fs(char *err, size_t errlen, const char *spec1, const char *spec2)
+{
+	char *argv[] = { "w", "--kernel", "k", "--fs", (char *)spec1, "--fs", (char *)spec2, NULL };
+	struct worker_launch l;
+	int rc = worker_launch_parse(spec2 ? 7 : 5, argv, &l, err, errlen);
+
+	worker_launch_free(&l);
+	return rc;
+}
+
+Test(worker_launch, bad_fs_specs_are_usage_errors)
+{
+	static const struct {
+		const char *spec, *needle;
+	} bad[] = {
+		{ "tag", "TAG,DIR" },
+		{ ",/d", "1 to 36" },
+		{ "1234567890123456789012345678901234567,/d", "1 to 36" },
+		{ "t,", "no directory" },
+		{ "t,,ro", "no directory" },
+		{ "t,rel", "absolute" },
+		{ "t,/d,rw", "unknown option 'rw'" },
+		{ "t,/d,symlinks=sometimes", "opaque, deny, follow" },
+		{ "t,/d,symlinks=deny,symlinks=deny", "symlinks= once" },
+		{ "a\tb,/d", "printable" },
+	};
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = 0;
+		cr_expect_eq(parse_fs(err, sizeof(err), bad[i].spec, NULL), -1, "%s", bad[i].spec);
+		cr_expect(strstr(err, bad[i].needle), "%s: %s", bad[i].spec, err);
+	}
+	cr_expect_eq(parse_fs(err, sizeof(err), "t,/a", "t,/b,ro"), -1);
+	cr_expect(strstr(err, "tag 't' used by two mounts"), "%s", err);
+	cr_expect_eq(parse_fs(err, sizeof(err), "t,/a,ro,symlinks=follow", "u,/a"), 0, "%s", err);
 }
 
 /* ---- the control socket's lines ---- */

@@ -67,19 +67,6 @@ static void teardown(void)
 
 TestSuite(run, .init = setup, .fini = teardown, .timeout = 1200);
 
-/* The CLI with these arguments; returns its status. */
-static int cli(char **out, char **err, const char *const *args)
-{
-	const char *argv[32];
-	int n = 0;
-
-	argv[n++] = fx_cli();
-	for (; *args && n < 31; args++)
-		argv[n++] = *args;
-	argv[n] = NULL;
-	return fx_run((char *const *)argv, NULL, out, err);
-}
-
 static const char *s(const char *p)
 {
 	return p ? p : "";
@@ -88,7 +75,7 @@ static const char *s(const char *p)
 Test(run, command_status_streams_env_and_image_config)
 {
 	char *out = NULL, *err = NULL;
-	int rc = cli(&out, &err,
+	int rc = fx_cli_run(&out, &err,
 		     (const char *[]){ "run", "--rm", "-e", "FOO=bar", IMAGE, "sh", "-c",
 				       "echo out $FOO $GREETING; pwd; echo err >&2; exit 3", NULL });
 
@@ -105,7 +92,7 @@ Test(run, command_status_streams_env_and_image_config)
 	free(out), free(err);
 
 	/* no CMD: the image's Entrypoint+Cmd */
-	rc = cli(&out, &err, (const char *[]){ "run", "--rm", IMAGE, NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "--rm", IMAGE, NULL });
 	cr_expect_eq(rc, 0, "status %d, stderr: %s", rc, s(err));
 	cr_expect_str_eq(s(out), "hello from busybox\n");
 	free(out), free(err);
@@ -118,7 +105,7 @@ Test(run, volume_survives_into_the_next_vm)
 	int rc;
 
 	snprintf(spec, sizeof(spec), "%s/vol.ext4:/data:64M", tmp);
-	rc = cli(&out, &err,
+	rc = fx_cli_run(&out, &err,
 		 (const char *[]){ "run", "--rm", "-v", spec, IMAGE, "sh", "-c",
 				   "echo persisted > /data/f && busybox grep -c ' /data ext4 ' /proc/mounts", NULL });
 	cr_assert_eq(rc, 0, "first VM: status %d, stderr: %s", rc, s(err));
@@ -129,7 +116,7 @@ Test(run, volume_survives_into_the_next_vm)
 	cr_expect_eq(st.st_size, 64 << 20, "volume size %lld", (long long)st.st_size);
 	cr_expect_lt(st.st_blocks * 512, 64 << 20, "the volume is not sparse");
 	snprintf(spec, sizeof(spec), "%s/vol.ext4:/data", tmp);
-	rc = cli(&out, &err, (const char *[]){ "run", "--rm", "-v", spec, IMAGE, "cat", "/data/f", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "--rm", "-v", spec, IMAGE, "cat", "/data/f", NULL });
 	cr_expect_eq(rc, 0, "second VM: status %d, stderr: %s", rc, s(err));
 	cr_expect_str_eq(s(out), "persisted\n");
 	free(out), free(err);
@@ -172,7 +159,7 @@ Test(run, detached_service_ps_exec_logs_stop)
 	int rc;
 
 	snprintf(port_spec, sizeof(port_spec), "127.0.0.1:%u:8080", port);
-	rc = cli(&out, &err, (const char *[]){ "run", "-d", "-p", port_spec, IMAGE, "sh", "-c", HTTPD_WORKLOAD, NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "-p", port_spec, IMAGE, "sh", "-c", HTTPD_WORKLOAD, NULL });
 	cr_assert_eq(rc, 0, "run -d: status %d, stderr: %s", rc, s(err));
 	id = strndup(s(out), strcspn(s(out), "\n"));
 	cr_assert_eq(strlen(id), 12, "run -d printed '%s'", s(out));
@@ -182,27 +169,31 @@ Test(run, detached_service_ps_exec_logs_stop)
 	cr_expect(page, "no page from the workload's httpd through -p %u", port);
 	free(page);
 
-	rc = cli(&out, &err, (const char *[]){ "ps", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "ps", NULL });
 	cr_expect_eq(rc, 0);
 	cr_expect(strstr(s(out), id) && strstr(s(out), "running"), "ps: %s", s(out));
 	free(out), free(err);
 
-	rc = cli(&out, &err, (const char *[]){ "exec", id, "sh", "-c", "cat /etc/motd; exit 7", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "exec", id, "sh", "-c", "cat /etc/motd; exit 7", NULL });
 	cr_expect_eq(rc, 7, "exec: status %d, stderr: %s", rc, s(err));
 	cr_expect_str_eq(s(out), "welcome\n");
 	free(out), free(err);
 
-	rc = cli(&out, &err, (const char *[]){ "logs", id, NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "logs", id, NULL });
 	cr_expect_eq(rc, 0);
 	cr_expect(strstr(s(out), "workload-up"), "logs: %s", s(out));
 	free(out), free(err);
 
-	rc = cli(&out, &err, (const char *[]){ "stop", id, NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "stop", id, NULL });
 	cr_expect_eq(rc, 0, "stop: %s", s(err));
 	free(out), free(err);
 
-	rc = cli(&out, &err, (const char *[]){ "ps", "-a", NULL });
-	cr_expect(!strstr(s(out), id), "stopped VM still listed: %s", s(out));
+	/* run without --rm: kept, stopped, until rm */
+	rc = fx_cli_run(&out, &err, (const char *[]){ "ps", NULL });
+	cr_expect(!strstr(s(out), id), "a stopped VM listed as running: %s", s(out));
+	free(out), free(err);
+	rc = fx_cli_run(&out, &err, (const char *[]){ "ps", "-a", NULL });
+	cr_expect(strstr(s(out), id) && strstr(s(out), "Exited ("), "stopped VM not kept: %s", s(out));
 	free(out), free(err);
 	/* the forwarder process notices the worker's exit through its pidfd, a moment after stop returns */
 	char *late = fx_http_get(port);
@@ -213,20 +204,26 @@ Test(run, detached_service_ps_exec_logs_stop)
 	}
 	cr_expect(late == NULL, "the forwarder outlived the VM");
 	free(late);
-	rc = cli(&out, &err, (const char *[]){ "exec", id, "true", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "exec", id, "true", NULL });
 	cr_expect_eq(rc, 125, "exec after stop: %d", rc);
 	cr_expect(strstr(s(err), id), "exec after stop: %s", s(err));
+	free(out), free(err);
+	rc = fx_cli_run(&out, &err, (const char *[]){ "rm", id, NULL });
+	cr_expect_eq(rc, 0, "rm of a stopped VM: %s", s(err));
+	free(out), free(err);
+	rc = fx_cli_run(&out, &err, (const char *[]){ "ps", "-a", NULL });
+	cr_expect(!strstr(s(out), id), "removed VM still listed: %s", s(out));
 	free(out), free(err);
 	free(id);
 
 	/* --rm -d: once the workload ends, the VM is gone from `ps -a` without a stop. */
-	rc = cli(&out, &err, (const char *[]){ "run", "--rm", "-d", IMAGE, "true", NULL });
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "--rm", "-d", IMAGE, "true", NULL });
 	cr_assert_eq(rc, 0, "run --rm -d: status %d, stderr: %s", rc, s(err));
 	id = strndup(s(out), strcspn(s(out), "\n"));
 	free(out), free(err);
 	bool listed = true;
 	for (int i = 0; i < HTTP_WAIT_S * 10 && listed; i++) {
-		cli(&out, &err, (const char *[]){ "ps", "-a", NULL });
+		fx_cli_run(&out, &err, (const char *[]){ "ps", "-a", NULL });
 		listed = strstr(s(out), id) != NULL;
 		free(out), free(err);
 		if (listed)

@@ -289,6 +289,18 @@ static void blk_destroy(struct virtio_dev *d)
 	free(b->chain);
 }
 
+static void blk_stats(struct virtio_dev *d, struct virtio_dev_stats *out)
+{
+	struct virtio_blk_stats s;
+
+	virtio_blk_get_stats(d, &s);
+	*out = (struct virtio_dev_stats){ {
+		{ "reads", s.reads }, { "writes", s.writes }, { "flushes", s.flushes },
+		{ "bytes_read", s.bytes_read }, { "bytes_written", s.bytes_written },
+		{ "errors", s.errors }, { "unsupported", s.unsupported },
+	} };
+}
+
 static const struct virtio_dev_ops blk_ops = {
 	.name = "blk",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -304,6 +316,7 @@ static const struct virtio_dev_ops blk_ops = {
 	.restore = blk_restore,
 	.state_version = 1,
 	.destroy = blk_destroy,
+	.stats = blk_stats,
 };
 
 static int blk_open(struct blk_dev *b, const struct virtio_blk_options *opt)
