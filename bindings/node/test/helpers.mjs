@@ -14,6 +14,19 @@ export const here = path.dirname(fileURLToPath(import.meta.url));
 export const pkgDir = path.resolve(here, '..');
 export const sourceRoot = process.env.SUPERMACHINE_SOURCE_ROOT ?? path.resolve(pkgDir, '../..');
 export const buildRoot = process.env.SUPERMACHINE_BUILD_ROOT ?? path.join(sourceRoot, 'build');
+
+// A sanitized addon needs the sanitizer runtimes preloaded into node (run
+// does it), but only into node: under them curl deadlocks in setlocale
+// before main (tests/fixtures/oci/mkimages waits on it forever). Every
+// other program this suite starts, the library's included, runs without.
+export const nodePreload = process.env.SUPERMACHINE_NODE_PRELOAD || '';
+if (nodePreload) delete process.env.LD_PRELOAD;
+
+// The environment for a child node that loads the addon.
+export function nodeEnv() {
+  return nodePreload ? { ...process.env, LD_PRELOAD: nodePreload } : process.env;
+}
+
 export const sm = require(pkgDir);
 
 // A fresh store and runtime directory for this process (the library reads them per call).

@@ -10,7 +10,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { test, after, before } from 'node:test';
 
-import { sm, scratchStore, ociFixtures, buildRoot } from '../helpers.mjs';
+import { sm, scratchStore, ociFixtures, buildRoot, nodeEnv } from '../helpers.mjs';
 
 const HTTPD = 'busybox mkdir -p /tmp/www && echo hello-http > /tmp/www/index.html && exec busybox httpd -f -p 8080 -h /tmp/www';
 let store;
@@ -209,6 +209,6 @@ test('no leaked handles: a process with released VMs and a closed pool exits by 
       await vm.release();
       console.log('done');
     })();`;
-  const out = execFileSync(process.execPath, ['-e', script], { timeout: 300000, encoding: 'utf8' });
+  const out = execFileSync(process.execPath, ['-e', script], { env: nodeEnv(), timeout: 300000, encoding: 'utf8' });
   assert.equal(out.trim(), 'done');
 });
