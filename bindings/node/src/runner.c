@@ -11,6 +11,12 @@
  * with the runner's mutex held and stop once the function's finalizer
  * (the environment's teardown, which takes the mutex) has marked the
  * runner closed: no call can reach a finalized function.
+ *
+ * Node finalizes that function before the environment's externals, so a
+ * handle's finalizer can queue a free on a closed runner: nothing may
+ * touch the function then, and the threads still run such frees (a VM
+ * left to the garbage collector is stopped even when its worker_thread
+ * exits), while a call whose promise went away is dropped unrun.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -61,7 +67,7 @@ bool runner_post(struct runner *r, struct post *p)
 	return st == napi_ok;
 }
 
-/* Waits for a task; NULL when idle too long or closed. Called and returns with mu held. */
+/* Waits for a task; NULL when idle too long, or closed with none queued. Called and returns with mu held. */
 static struct task *next_task(struct runner *r)
 {
 	struct timespec until;
@@ -75,7 +81,7 @@ static struct task *next_task(struct runner *r)
 		if (rc == ETIMEDOUT && !r->head)
 			return NULL;
 	}
-	struct task *t = r->closed ? NULL : r->head;
+	struct task *t = r->head;
 	if (t) {
 		r->head = t->next;
 		if (!r->head)
@@ -91,8 +97,10 @@ static void *runner_thread(void *opaque)
 
 	pthread_mutex_lock(&r->mu);
 	while ((t = next_task(r))) {
+		bool orphan = r->closed && t->deferred; /* only a free still matters */
 		pthread_mutex_unlock(&r->mu);
-		t->run(t);
+		if (!orphan)
+			t->run(t);
 		runner_post(r, &t->post);
 		pthread_mutex_lock(&r->mu);
 	}
@@ -175,9 +183,9 @@ static void task_queue(napi_env env, struct task *t)
 	t->post = (struct post){ task_settle, task_drop };
 	t->runner = r;
 	t->next = NULL;
-	if (r->pending++ == 0)
-		napi_ref_threadsafe_function(env, r->tsfn);
 	pthread_mutex_lock(&r->mu);
+	if (!r->closed && r->pending++ == 0) /* closed: the function is freed */
+		napi_ref_threadsafe_function(env, r->tsfn);
 	if (r->tail)
 		r->tail->next = t;
 	else
@@ -294,15 +302,20 @@ struct runner *runner_new(napi_env env)
 	return r;
 }
 
-/* The environment's teardown: its threads finish their calls and end. */
+/*
+ * The environment's teardown: its threads finish what is queued and end.
+ * Tasks no thread will take (none could start) are only cleaned up.
+ */
 void runner_close(struct runner *r)
 {
-	struct task *t, *queued;
+	struct task *t, *queued = NULL;
 
 	pthread_mutex_lock(&r->mu);
 	r->closed = true;
-	queued = r->head;
-	r->head = r->tail = NULL;
+	if (r->threads == 0) {
+		queued = r->head;
+		r->head = r->tail = NULL;
+	}
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 	for (; queued; queued = t) {

@@ -3,6 +3,8 @@
 // that exits by itself once its calls are done.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { test, after } from 'node:test';
 import { Worker } from 'node:worker_threads';
 
@@ -74,6 +76,40 @@ test('the binding loads and works in worker_threads, several starting and ending
     w.once('error', reject);
   })));
   assert.deepEqual(codes, Array(workers).fill('not-found true'));
+});
+
+// metadata.json of a snapshot that opens (sm_image_open reads only it); nothing can start from it
+function openableSnapshot(dir) {
+  const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+  const file = (p) => ({ path: p, sha256: digest, size: 10, ino: 1, dev: 2, mtime_ns: 3, ctime_ns: 4 });
+  execFileSync('mkdir', ['-p', dir]);
+  writeFileSync(path.join(dir, 'metadata.json'), JSON.stringify({
+    format: 'supermachine-snapshot', version: 1, snapshot_id: '00112233445566778899aabbccddeeff',
+    created: 1700000000, memory_mib: 128, vcpus: 1, network: false, balloon: false, balloon_target_pages: 0,
+    kernel: file('/k/vmlinux'), initramfs: file('/k/initramfs.cpio'), rootfs: file('/s/rootfs.ext4'),
+  }));
+  return dir;
+}
+
+// Node finalizes the thread-safe function before the externals: the images' finalizers queue their
+// frees on a closed runner, which must neither touch that function nor drop the frees.
+test('worker_threads ending with open images, several at once, free them at teardown', async () => {
+  const snap = openableSnapshot(path.join(store.dir, 'openable'));
+  const src = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const sm = require(workerData.pkgDir);
+    (async () => {
+      globalThis.kept = await Promise.all(Array.from({ length: 16 }, () => sm.Image.fromSnapshot(workerData.snap)));
+      parentPort.postMessage(globalThis.kept.length);
+    })();`;
+  for (let round = 0; round < 3; round++) {
+    const counts = await Promise.all(Array.from({ length: 6 }, () => new Promise((resolve, reject) => {
+      const w = new Worker(src, { eval: true, workerData: { pkgDir, snap } });
+      w.once('message', (n) => w.once('exit', (code) => resolve([n, code])));
+      w.once('error', reject);
+    })));
+    assert.deepEqual(counts, Array(6).fill([16, 0]));
+  }
 });
 
 test('a process whose calls are done exits by itself (no handle left referenced)', () => {
