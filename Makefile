@@ -2,7 +2,7 @@
 # scripts/ and meson; this file only names it.
 BUILD ?= build
 
-.PHONY: all setup build release kernel test test-unit test-vm fuzz-long demo clean help
+.PHONY: all setup build release kernel node test test-unit test-vm fuzz-long demo clean help
 
 all: build
 
@@ -45,3 +45,7 @@ demo:
 
 clean:
 	rm -rf $(BUILD) build-test build-release build-fuzz
+
+# The Node.js binding (bindings/node, docs/node.md) against ./$(BUILD).
+node: build
+	@SUPERMACHINE_BUILD_DIR=$(BUILD) bindings/node/build.sh
