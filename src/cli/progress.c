@@ -41,10 +41,11 @@ static void duration(char *buf, size_t n, double s)
 {
 	unsigned long t = s < 0 ? 0 : (unsigned long)(s + 0.5);
 
-	if (t >= 3600)
-		snprintf(buf, n, "%lu:%02lu:%02lu", t / 3600, t / 60 % 60, t % 60);
-	else
-		snprintf(buf, n, "%lu:%02lu", t / 60, t % 60);
+	int w = t >= 3600 ? snprintf(buf, n, "%lu:%02lu:%02lu", t / 3600, t / 60 % 60, t % 60)
+			  : snprintf(buf, n, "%lu:%02lu", t / 60, t % 60);
+
+	if (w < 0 && n)
+		buf[0] = 0;
 }
 
 static struct cli_progress_blob *blob_of(struct cli_progress *v, const char *digest)

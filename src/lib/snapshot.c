@@ -222,8 +222,8 @@ static uint64_t dir_bytes(const char *dir, time_t *newest)
 	while (d && (de = readdir(d))) {
 		if (strcmp(de->d_name, "..") == 0)
 			continue; /* "." counts: the directory itself changes as files come and go */
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (lstat(path, &st) < 0)
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path) ||
+		    lstat(path, &st) < 0)
 			continue;
 		n += (uint64_t)st.st_blocks * 512u;
 		if (st.st_mtime > *newest)
@@ -250,7 +250,8 @@ int snapshot_prune_partial(unsigned min_age_s, uint64_t *bytes, sm_error **err)
 		uint64_t n;
 		if (de->d_name[0] == '.' || !strstr(de->d_name, SNAP_PARTIAL_MARK))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", base, de->d_name) >= sizeof(path))
+			continue;
 		n = dir_bytes(path, &newest); /* a capture still writing keeps touching its files */
 		if (time(NULL) - newest < (time_t)min_age_s)
 			continue;

@@ -205,11 +205,11 @@ static pid_t fork_ready(char *vm_id, size_t cap, void (*child)(void *, int), voi
 	close(p[0]);
 	line[got] = 0;
 	line[strcspn(line, "\n")] = 0;
-	if (strncmp(line, "ok ", 3) == 0) {
-		snprintf(vm_id, cap, "%s", line + 3);
+	if (strncmp(line, "ok ", 3) == 0 && (size_t)snprintf(vm_id, cap, "%s", line + 3) < cap)
 		return pid;
-	}
-	rt_error("%s", strncmp(line, "error ", 6) == 0 ? line + 6 : "the supervisor ended before it was ready");
+	rt_error("%s", strncmp(line, "error ", 6) == 0 ? line + 6
+		       : strncmp(line, "ok ", 3) == 0 ? "the supervisor's VM ID is too long"
+						      : "the supervisor ended before it was ready");
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	return -1;

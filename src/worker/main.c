@@ -220,20 +220,23 @@ static int add_device(struct worker *w, const struct device_kind *k, unsigned i,
 		snprintf(what, sizeof(what), "%s", k->what);
 	d = k->create(w, i);
 	if (!d) {
-		snprintf(msg, len, "%s: %s", what,
-			 k->locked && errno == EWOULDBLOCK ? k->locked : strerror(errno));
+		/* a message cut at len is still the message: the worker exits with it */
+		if (snprintf(msg, len, "%s: %s", what, k->locked && errno == EWOULDBLOCK ? k->locked : strerror(errno)) < 0)
+			msg[0] = 0;
 		return -1;
 	}
 	w->dev[w->ndevs] = d;
 	w->dev_kind[w->ndevs++] = k;
 	rc = vmm_attach_virtio(w->vm, d);
 	if (rc == -ENOSPC) {
-		snprintf(msg, len, "%s: too many devices: a VM has room for %d virtio devices", what,
-			 VM_MAX_VIRTIO);
+		if (snprintf(msg, len, "%s: too many devices: a VM has room for %d virtio devices", what,
+			     VM_MAX_VIRTIO) < 0)
+			msg[0] = 0;
 		return -1;
 	}
 	if (rc < 0) {
-		snprintf(msg, len, "%s: %s", what, strerror(-rc));
+		if (snprintf(msg, len, "%s: %s", what, strerror(-rc)) < 0)
+			msg[0] = 0;
 		return -1;
 	}
 	return 0;

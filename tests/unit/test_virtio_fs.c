@@ -400,7 +400,7 @@ Test(virtio_fs, readdir_of_many_entries_in_small_pieces, .init = fx_setup, .fini
 	cr_expect_eq(with_node, 1500);
 	cr_expect_eq(fx.s->nodes_used, 1, "READDIRPLUS references were forgotten");
 	/* a buffer too small for one entry */
-	uint64_t fh;
+	uint64_t fh = 0;
 	cr_assert_eq(open_node(FUSE_OPENDIR, ROOT, O_RDONLY, &fh), 0);
 	struct fuse_read_in in = { .fh = fh, .size = 8 };
 	cr_expect_eq(CALL1(FUSE_READDIR, ROOT, in), -EINVAL);
@@ -541,7 +541,7 @@ Test(virtio_fs, devices_and_setuid_bits_are_refused, .init = fx_setup, .fini = f
 
 Test(virtio_fs, read_only_mounts_refuse_every_write, .init = fx_setup, .fini = fx_teardown)
 {
-	uint64_t fh;
+	uint64_t fh = 0;
 
 	host_write("f", "content");
 	mkdir(host("d"), 0755);
@@ -658,7 +658,7 @@ Test(virtio_fs, opaque_policy, .init = fx_setup, .fini = fx_teardown)
 	cr_expect_eq(memcmp(fx.body, "/etc/passwd", 11), 0);
 	cr_expect_eq(readlink(host("escape"), t, sizeof(t)), 11);
 	cr_expect_eq(entry_type(ROOT, "escape"), S_IFLNK);
-	uint64_t fh;
+	uint64_t fh = 0;
 	cr_expect_eq(open_node(FUSE_OPEN, e.nodeid, O_RDONLY, &fh), -ELOOP);
 	struct fuse_getxattr_in gx = { .size = 64 };
 	cr_expect_eq(call(FUSE_GETXATTR, e.nodeid, &gx, sizeof(gx), NAME("user.k"), NULL, 0), -EOPNOTSUPP);
@@ -687,7 +687,7 @@ Test(virtio_fs, follow_policy, .init = fx_setup, .fini = fx_teardown)
 	server_open(fx.dir, false, VIRTIO_FS_SYMLINKS_FOLLOW, 0);
 	struct fuse_entry_out e;
 	struct stat st;
-	uint64_t fh;
+	uint64_t fh = 0;
 
 	cr_assert_eq(lookup(ROOT, "abs", &e), 0);
 	cr_assert_eq(stat("/etc", &st), 0);
@@ -715,7 +715,7 @@ Test(virtio_fs, follow_policy, .init = fx_setup, .fini = fx_teardown)
  */
 Test(virtio_fs, a_directory_swapped_for_a_symlink_reaches_nothing_outside, .init = fx_setup, .fini = fx_teardown)
 {
-	uint64_t fh;
+	uint64_t fh = 0;
 	unsigned with_node;
 
 	mkdir(host("d"), 0755);
@@ -746,7 +746,7 @@ Test(virtio_fs, a_directory_swapped_for_a_symlink_reaches_nothing_outside, .init
 Test(virtio_fs, open_handles_are_capped, .init = fx_setup, .fini = fx_teardown)
 {
 	struct rlimit rl;
-	uint64_t fh;
+	uint64_t fh = 0;
 
 	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
 	rl.rlim_cur = rl.rlim_max;
@@ -810,7 +810,7 @@ static void put_server(struct snap_writer *w, const void *arg)
 
 Test(virtio_fs, nodes_and_handles_survive_a_snapshot, .init = fx_setup, .fini = fx_teardown)
 {
-	uint64_t keep_fh, gone_fh, dir_fh;
+	uint64_t keep_fh = 0, gone_fh = 0, dir_fh = 0;
 
 	mkdir(host("a"), 0755);
 	mkdir(host("a/b"), 0755);
