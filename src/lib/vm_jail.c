@@ -92,6 +92,13 @@ int vm_jail_prepare(struct sm_vm *vm, struct worker_launch *l, struct vm_jail *j
 		return sm_error_set(err, SM_E_IO, errno, "jail: create %s", j->root), -1;
 	if (snapshot_base(j->snapshots, sizeof(j->snapshots), err) < 0)
 		return -1;
+	/*
+	 * The jail's uid reaches a capture's NAME.partial-* directory (its
+	 * own, chowned) through snapshots/ itself: searchable by others, not
+	 * listable; the snapshots in it keep their own modes.
+	 */
+	if (uid && chmod(j->snapshots, 0711) < 0)
+		return sm_error_set(err, SM_E_IO, errno, "jail: make %s searchable", j->snapshots), -1;
 	l->jail = (struct worker_jail){ .root = j->root, .uid = uid, .gid = gid, .npaths = 1 };
 	l->jail.paths[0] = j->snapshots;
 	j->namespaces = worker_jail_clone_flags(l);
