@@ -2,13 +2,14 @@
 # scripts/ and meson; this file only names it.
 BUILD ?= build
 
-.PHONY: all setup build release kernel node test test-unit test-vm fuzz-long demo clean help
+.PHONY: all setup build release kernel node test test-unit test-vm test-long fuzz-long demo clean help
 
 all: build
 
 help:
 	@echo "make demo    set up, build, and run the main job end to end"
 	@echo "make test    set up, build (kernel too), run the unit and vm suites"
+	@echo "make test-long  the vm suite with its long runs (200 restores, 50 crashes)"
 	@echo "make setup   install the Debian packages the project needs"
 	@echo "make build   configure and build into ./$(BUILD) (debug)"
 	@echo "make release configure and build into ./build-release (optimized)"
@@ -35,6 +36,11 @@ test-unit:
 
 test-vm:
 	@scripts/test --suite vm
+
+# The long versions CI has no time for: 200 restores per vCPU count in the
+# snapshot test, 50 killed workers in the crash test.
+test-long:
+	@SUPERMACHINE_SNAPSHOT_RESTORES=200 SUPERMACHINE_CRASH_ROUNDS=50 SUPERMACHINE_CRASH_BAKE_ROUNDS=10 scripts/test --suite vm
 
 # Every libFuzzer target for FUZZ_SECONDS in all (tests/fuzz/run-long).
 fuzz-long:

@@ -1,8 +1,8 @@
 /*
  * Nothing a crash leaves in the store is trusted later (issue 16, "nothing
  * lost in a crash"): `supermachine pull` is SIGKILLed at random points of
- * its run, over CRASH_ROUNDS rounds (default 20; the seed is printed and
- * CRASH_SEED repeats a run), from an OCI layout and from the local
+ * its run, over SUPERMACHINE_CRASH_ROUNDS rounds (default 20; the seed is printed and
+ * SUPERMACHINE_CRASH_SEED repeats a run), from an OCI layout and from the local
  * docker-registry. After every kill the store must hold only whole
  * things: each blob hashes to its name, index.json is JSON naming blobs
  * that are there, each root filesystem passes e2fsck, `images` works, and
@@ -125,7 +125,7 @@ static void check_index_and_rootfs(const char *home, unsigned round)
 
 static void crash_rounds(const char *src, const char *what)
 {
-	const char *r = getenv("CRASH_ROUNDS"), *s = getenv("CRASH_SEED");
+	const char *r = getenv("SUPERMACHINE_CRASH_ROUNDS"), *s = getenv("SUPERMACHINE_CRASH_SEED");
 	unsigned rounds = r ? (unsigned)atoi(r) : 20, seed = s ? (unsigned)atoi(s) : (unsigned)time(NULL);
 	char *home = fx_tmpdir(), *out = NULL, *err = NULL, env[4400];
 	double t0, full;
@@ -136,7 +136,7 @@ static void crash_rounds(const char *src, const char *what)
 	cr_assert_eq(pull_wait(pull_start(home, src)), 0, "%s: a pull without kills failed", what);
 	full = now_s() - t0;
 	fx_rmrf(home);
-	cr_log_info("%s: a whole pull takes %.3f s; %u rounds, CRASH_SEED=%u", what, full, rounds, seed);
+	cr_log_info("%s: a whole pull takes %.3f s; %u rounds, SUPERMACHINE_CRASH_SEED=%u", what, full, rounds, seed);
 	srand(seed);
 	for (unsigned i = 0; i < rounds; i++) {
 		pid_t pid = pull_start(home, src);
@@ -150,7 +150,7 @@ static void crash_rounds(const char *src, const char *what)
 			fx_rmrf(home); /* it finished: start the next round from nothing, so it writes again */
 	}
 	/* and the store still works: the next pull completes on top of whatever was left */
-	cr_expect_eq(pull_wait(pull_start(home, src)), 0, "%s: a pull after %u kills failed (CRASH_SEED=%u)", what,
+	cr_expect_eq(pull_wait(pull_start(home, src)), 0, "%s: a pull after %u kills failed (SUPERMACHINE_CRASH_SEED=%u)", what,
 		     killed, seed);
 	snprintf(env, sizeof(env), "SUPERMACHINE_HOME='%s'", home);
 	cr_expect(fx_sh(&out, &err, "%s '%s' inspect '%s'", env, fx_cli(), src) == 0, "inspect after the kills: %s",

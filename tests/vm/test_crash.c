@@ -4,8 +4,8 @@
  *    each and saying so, while its worker is SIGKILLed at a random moment;
  *    afterwards every record whose sync the guest saw return is in the
  *    host file, in order, and e2fsck finds the ext4 clean or makes it so
- *    by replaying its journal. CRASH_ROUNDS rounds (default 3 here; the
- *    issue's 50 with CRASH_ROUNDS=50), CRASH_SEED to repeat one.
+ *    by replaying its journal. SUPERMACHINE_CRASH_ROUNDS rounds (default 3 here; the
+ *    issue's 50 with SUPERMACHINE_CRASH_ROUNDS=50), SUPERMACHINE_CRASH_SEED to repeat one.
  *  - `supermachine pull --name` SIGKILLed at random points of its bake:
  *    the name is then either missing or a whole snapshot that restores,
  *    and no half-written capture is listed.
@@ -134,7 +134,7 @@ static long check_volume(const char *vol, long acked, unsigned round)
 
 Test(crash, synced_volume_writes_survive_a_killed_worker)
 {
-	unsigned rounds = env_uint("CRASH_ROUNDS", 3), seed = env_uint("CRASH_SEED", (unsigned)time(NULL));
+	unsigned rounds = env_uint("SUPERMACHINE_CRASH_ROUNDS", 3), seed = env_uint("SUPERMACHINE_CRASH_SEED", (unsigned)time(NULL));
 	char *dir = fx_tmpdir(), vol[4300], first_arg[32];
 	sm_volume v = { .host_path = vol, .guest_path = "/data", .size_bytes = 64u << 20 };
 	sm_vm_config cfg = { .size = sizeof(cfg), .volumes = &v, .nvolumes = 1 };
@@ -142,7 +142,7 @@ Test(crash, synced_volume_writes_survive_a_killed_worker)
 
 	snprintf(vol, sizeof(vol), "%s/vol.ext4", dir);
 	srand(seed);
-	cr_log_info("crash: %u rounds, CRASH_SEED=%u", rounds, seed);
+	cr_log_info("crash: %u rounds, SUPERMACHINE_CRASH_SEED=%u", rounds, seed);
 	for (unsigned i = 0; i < rounds; i++) {
 		sm_error *err = NULL;
 		sm_vm *vm = sm_vm_start(IMAGE, &cfg, &err);
@@ -209,7 +209,7 @@ static int bake_wait(pid_t pid)
 
 Test(crash, a_killed_bake_leaves_a_whole_snapshot_or_none)
 {
-	unsigned rounds = env_uint("CRASH_BAKE_ROUNDS", 3), seed = env_uint("CRASH_SEED", (unsigned)time(NULL));
+	unsigned rounds = env_uint("SUPERMACHINE_CRASH_BAKE_ROUNDS", 3), seed = env_uint("SUPERMACHINE_CRASH_SEED", (unsigned)time(NULL));
 	double t0 = now_s(), full;
 	char *out = NULL;
 
@@ -218,7 +218,7 @@ Test(crash, a_killed_bake_leaves_a_whole_snapshot_or_none)
 	cr_assert_eq(cli(&out, (const char *[]){ "rm", "crashsnap", NULL }), 0);
 	free(out);
 	srand(seed);
-	cr_log_info("crash: a bake takes %.1f s; %u kills, CRASH_SEED=%u", full, rounds, seed);
+	cr_log_info("crash: a bake takes %.1f s; %u kills, SUPERMACHINE_CRASH_SEED=%u", full, rounds, seed);
 	for (unsigned i = 0; i < rounds; i++) {
 		pid_t pid = bake_start();
 		usleep((useconds_t)(full * 1e6 * (0.2 + 0.8 * (double)rand() / RAND_MAX)));
