@@ -37,10 +37,11 @@ test-unit:
 test-vm:
 	@scripts/test --suite vm
 
-# The long versions CI has no time for: 200 restores per vCPU count in the
-# snapshot test, 50 killed workers in the crash test.
+# What CI has no time for: 200 restores per vCPU count in the snapshot
+# test, 50 killed workers in the crash test, and the vm tests that skip
+# without SUPERMACHINE_TEST_LONG=1 (mounts, crash, cli_net).
 test-long:
-	@SUPERMACHINE_SNAPSHOT_RESTORES=200 SUPERMACHINE_CRASH_ROUNDS=50 SUPERMACHINE_CRASH_BAKE_ROUNDS=10 scripts/test --suite vm
+	@SUPERMACHINE_TEST_LONG=1 SUPERMACHINE_SNAPSHOT_RESTORES=200 SUPERMACHINE_CRASH_ROUNDS=50 SUPERMACHINE_CRASH_BAKE_ROUNDS=10 scripts/test --suite vm
 
 # Every libFuzzer target for FUZZ_SECONDS in all (tests/fuzz/run-long).
 fuzz-long:
