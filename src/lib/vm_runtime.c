@@ -248,35 +248,37 @@ void vm_runtime_remove(const struct sm_vm *vm)
 	vm_runtime_remove_dir(vm->dir);
 }
 
+/*
+ * Removes a VM's runtime directory and all in it: its sockets, logs,
+ * metadata (with any durable_write temp a writer left), vsock.sock_PORT
+ * listeners and the empty jail/ mount point. Under the directory's lock,
+ * the one vm_meta_update() takes: a watcher recording the VM's end either
+ * finished before (and its files go too) or finds the directory gone, so
+ * it never brings a removed VM back.
+ */
 void vm_runtime_remove_dir(const char *dir)
 {
-	static const char *const names[] = { "control.sock", "vsock.sock", "console.log", "initrd.cpio",
-					     "worker.log", "meta.json", "meta.json.tmp",
-					     "boot.json", "boot.json.tmp", "worker.args" };
-	char path[VM_PATH_MAX + 32];
-
 	const char *id = strrchr(dir, '/');
+	struct dirent *de;
+	DIR *d;
+	int dfd;
 
 	if (!dir[0])
 		return;
 	runtime_unname(id ? id + 1 : dir);
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		runtime_join(path, sizeof(path), dir, names[i]);
-		unlink(path);
-	}
-	/* guest-initiated vsock listeners leave vsock.sock_PORT files behind */
-	DIR *d = opendir(dir);
-	struct dirent *de;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	flock(dfd, LOCK_EX); /* released by the close */
+	d = fdopendir(dup(dfd));
 	while (d && (de = readdir(d)))
-		if (strncmp(de->d_name, "vsock.sock_", 11) == 0) {
-			runtime_join(path, sizeof(path), dir, de->d_name);
-			unlink(path);
-		}
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && unlinkat(dfd, de->d_name, 0) < 0 &&
+		    errno == EISDIR)
+			unlinkat(dfd, de->d_name, AT_REMOVEDIR);
 	if (d)
 		closedir(d);
-	runtime_join(path, sizeof(path), dir, VM_JAIL_DIR); /* empty: the jail's tmpfs was the worker's */
-	rmdir(path);
 	rmdir(dir);
+	close(dfd);
 }
 
 static json_t *meta_ports_json(const struct vm_meta *m)
