@@ -18,7 +18,7 @@ void agent_log(const char *fmt, ...)
 	int n;
 
 	/* One write per line so concurrent sessions do not interleave on the console. */
-	n = snprintf(line, sizeof(line), "sm-init[%d]: ", (int)getpid());
+	n = snprintf(line, sizeof(line), PROTO_INIT_LOG_PREFIX "%d]: ", (int)getpid());
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);

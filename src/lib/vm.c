@@ -144,12 +144,13 @@ static void vm_worker_last_line(const struct sm_vm *vm, char *out, size_t len)
 
 static int vm_died(struct sm_vm *vm, const char *during, sm_error **err)
 {
-	char last[256];
+	char last[256], panic[340];
 
 	vm_worker_last_line(vm, last, sizeof(last));
+	vm_console_panic(vm->console, panic, sizeof(panic));
 	if (vm->owned)
-		sm_error_set(err, SM_E_VM_DIED, 0, "VM %s %s: its worker exited with status %d%s%s", vm->id, during,
-			     vm->exit_status, last[0] ? ": " : "", last);
+		sm_error_set(err, SM_E_VM_DIED, 0, "VM %s %s: its worker exited with status %d%s%s%s%s", vm->id, during,
+			     vm->exit_status, last[0] ? ": " : "", last, panic[0] ? "; the guest console: " : "", panic);
 	else
 		sm_error_set(err, SM_E_VM_DIED, 0, "VM %s %s: it is not running", vm->id, during);
 	return -1;

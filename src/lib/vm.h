@@ -233,6 +233,7 @@ bool vm_wait_exit(struct sm_vm *vm, int ms);
 ssize_t vm_file_tail(const char *path, char *buf, size_t cap);
 /* The workload's exit status as init logged it on the console (128+N: signal N); -1 when it did not. */
 int vm_console_workload_status(const char *console);
+void vm_console_panic(const char *console, char *out, size_t len);
 struct snap_meta;
 /* boot.json in the runtime directory: what a capture of vm records (src/lib/snapshot.h). */
 int vm_write_boot_record(const struct sm_vm *vm, const struct snap_meta *m, sm_error **err);

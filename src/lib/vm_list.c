@@ -79,6 +79,57 @@ int vm_console_workload_status(const char *console)
 	return ex ? number_after(ex, WORKLOAD_EXITED, 255) : -1;
 }
 
+/* One console line at p, its control bytes made spaces, into out. */
+static void console_line(const char *p, const char *end, char *out, size_t len)
+{
+	size_t n = 0;
+
+	for (; p < end && *p != '\n' && n + 1 < len; p++)
+		out[n++] = (unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e ? ' ' : *p;
+	while (n && out[n - 1] == ' ')
+		n--;
+	out[n] = 0;
+}
+
+/* The start of the line that holds at. */
+static const char *line_start(const char *buf, const char *at)
+{
+	while (at > buf && at[-1] != '\n')
+		at--;
+	return at;
+}
+
+/*
+ * The guest's last words when its kernel panicked: init's last log line
+ * before the panic (why it ended), or else the line before the panic,
+ * and the panic line, so that a VM that died while booting says more
+ * than "panic". Empty without a panic. The console is the guest's: this
+ * is shown, never acted on.
+ */
+void vm_console_panic(const char *console, char *out, size_t len)
+{
+	char buf[VM_CONSOLE_TAIL + 1], why[200] = "", panic[160];
+	ssize_t n = vm_file_tail(console, buf, sizeof(buf));
+	const char *at, *init;
+
+	out[0] = 0;
+	if (n <= 0)
+		return;
+	for (ssize_t i = 0; i < n; i++)
+		if (!buf[i])
+			buf[i] = ' ';
+	if (!(at = last_of(buf, "Kernel panic")))
+		return;
+	at = line_start(buf, at);
+	console_line(at, buf + n, panic, sizeof(panic));
+	buf[at - buf] = 0; /* what came before the panic */
+	if ((init = last_of(buf, PROTO_INIT_LOG_PREFIX)))
+		console_line(init, at, why, sizeof(why));
+	else if (at > buf)
+		console_line(line_start(buf, at - 1), at, why, sizeof(why));
+	snprintf(out, len, "%s%s%s", why, why[0] ? " / " : "", panic);
+}
+
 int sm_vm_pidfd(const sm_vm *vm)
 {
 	return vm ? vm->pidfd : -1;

@@ -35,19 +35,6 @@ static int symlinks_from_name(const char *name, sm_symlinks *s)
 }
 
 /* Tags are names in the worker's command line and the guest's mount(8): keep them plain. */
-static bool tag_ok(const char *t)
-{
-	size_t n = strlen(t);
-
-	if (n == 0 || n > SM_MOUNT_TAG_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
-		      t[i] == '.' || t[i] == '_' || t[i] == '-'))
-			return false;
-	return true;
-}
-
 /* Absolute, not "/", no empty, "." or ".." component, no trailing '/'. */
 static bool guest_path_ok(const char *p)
 {
@@ -148,7 +135,7 @@ static int mount_fields(const sm_mount *in, struct vm_mount *out, size_t i, sm_e
 		snprintf(out->tag, sizeof(out->tag), "%s", in->tag);
 	else
 		snprintf(out->tag, sizeof(out->tag), "sm%zu", i);
-	if (!tag_ok(in->tag ? in->tag : out->tag))
+	if (!proto_share_tag_ok(in->tag ? in->tag : out->tag))
 		return sm_error_set(err, SM_E_INVALID, 0,
 				    "mount %zu: tag '%s' is not 1 to %d of the characters A-Z a-z 0-9 . _ -", i,
 				    in->tag, SM_MOUNT_TAG_MAX), -1;

@@ -1,4 +1,5 @@
 #include "proto/proto.h"
+#include "proto/worker.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -402,6 +403,25 @@ static int cur_done(const struct cur *c)
 static bool is_abs_path(const char *s)
 {
 	return s && s[0] == '/' && strlen(s) <= PROTO_MAX_PATH;
+}
+
+bool proto_share_tag_ok(const char *t)
+{
+	size_t n = t ? strnlen(t, WORKER_MOUNT_TAG_MAX + 1) : 0;
+
+	if (n == 0 || n > WORKER_MOUNT_TAG_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
+		      t[i] == '.' || t[i] == '_' || t[i] == '-'))
+			return false;
+	return true;
+}
+
+/* A block device's path, or a share's tag when fstype says virtio-fs. */
+static bool is_source(const char *dev, const char *fstype)
+{
+	return fstype && strcmp(fstype, PROTO_FSTYPE_VIRTIOFS) == 0 ? proto_share_tag_ok(dev) : is_abs_path(dev);
 }
 
 static bool is_env_entry(const char *s)
@@ -879,7 +899,7 @@ static int config_pass(const struct proto_frame *f, struct proto_config *cfg, bo
 		v.path = get_str(&c, PROTO_MAX_PATH);
 		v.fstype = get_str(&c, PROTO_MAX_NAME);
 		v.flags = get_u32(&c);
-		if (c.bad || !is_abs_path(v.device) || !is_abs_path(v.path) || v.flags & ~PROTO_VOL_RO)
+		if (c.bad || !is_source(v.device, v.fstype) || !is_abs_path(v.path) || v.flags & ~PROTO_VOL_RO)
 			return -EPROTO;
 		if (fill)
 			cfg->volumes[i] = v;
@@ -895,7 +915,7 @@ static int config_pass(const struct proto_frame *f, struct proto_config *cfg, bo
 		return -EPROTO;
 	if (cfg->prefix_len > 32 || cfg->stop_signal > 64)
 		return -EPROTO;
-	if (cfg->root_dev[0] && !is_abs_path(cfg->root_dev))
+	if (cfg->root_dev[0] && !is_source(cfg->root_dev, cfg->root_fstype))
 		return -EPROTO;
 	if (cfg->workdir[0] && !is_abs_path(cfg->workdir))
 		return -EPROTO;
@@ -912,8 +932,10 @@ int proto_decode_config(const struct proto_frame *f, struct proto_config *cfg)
 	if (f->type != PROTO_GUEST_CONFIG)
 		return -EPROTO;
 	rc = config_pass(f, cfg, false);
-	if (rc < 0)
+	if (rc < 0) {
+		*cfg = (struct proto_config){ 0 }; /* its counts may be set, with no arrays behind them */
 		return rc;
+	}
 	ptrs = ((size_t)cfg->nenv + 1 + cfg->nargv + 1) * sizeof(char *);
 	mem = calloc(1, ptrs + (size_t)cfg->nvolumes * sizeof(struct proto_volume));
 	if (!mem)

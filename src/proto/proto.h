@@ -293,6 +293,12 @@ int proto_decode_probe_result(const struct proto_frame *f, struct proto_probe_re
 /* a virtio-fs share: its device is the tag, and there is no block device to wait for */
 #define PROTO_FSTYPE_VIRTIOFS "virtiofs"
 
+/* how the guest's init begins each console line it logs: "sm-init[PID]: " */
+#define PROTO_INIT_LOG_PREFIX "sm-init["
+
+/* a share's tag: 1..WORKER_MOUNT_TAG_MAX of A-Z a-z 0-9 . _ - */
+bool proto_share_tag_ok(const char *tag);
+
 struct proto_volume {
 	const char *device; /* "/dev/vdb", or the tag of a PROTO_FSTYPE_VIRTIOFS share */
 	const char *path;   /* absolute mount point in the guest */

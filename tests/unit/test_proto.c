@@ -472,6 +472,43 @@ Test(proto, config_round_trip)
 	proto_buf_free(&b);
 }
 
+/* Shares name their tag where a disk names its device; a bad one is refused, leaving nothing set. */
+Test(proto, config_shares_by_tag)
+{
+	struct proto_volume vols[2] = { { "work", "/mnt/work", PROTO_FSTYPE_VIRTIOFS, PROTO_VOL_RO },
+					{ "/dev/vdb", "/data", "", 0 } };
+	struct proto_config c = { .hostname = "h", .root_dev = "smroot", .root_fstype = PROTO_FSTYPE_VIRTIOFS,
+				  .workdir = "", .user = "", .nvolumes = 2, .volumes = vols },
+			    d;
+	struct proto_buf b = { 0 };
+	struct proto_frame f;
+	static const char *const bad[] = { "", "a/b", "../x", "has space",
+					   "a-tag-of-thirty-seven-bytes-is-1-too-long" };
+
+	cr_assert_eq(proto_encode_config(&b, &c), 0);
+	f = only_frame(&b);
+	cr_assert_eq(proto_decode_config(&f, &d), 0);
+	cr_expect_str_eq(d.root_dev, "smroot");
+	cr_expect_str_eq(d.volumes[0].device, "work");
+	cr_expect_str_eq(d.volumes[1].device, "/dev/vdb");
+	proto_config_release(&d);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		vols[0].device = bad[i];
+		b.len = 0;
+		cr_assert_eq(proto_encode_config(&b, &c), 0);
+		f = only_frame(&b);
+		cr_expect_eq(proto_decode_config(&f, &d), -EPROTO, "tag '%s'", bad[i]);
+		cr_expect(d.nvolumes == 0 && !d.volumes, "a refused config keeps %u volumes", d.nvolumes);
+	}
+	vols[0].device = "work";
+	vols[1].device = "vdb"; /* a disk still needs a path */
+	b.len = 0;
+	cr_assert_eq(proto_encode_config(&b, &c), 0);
+	f = only_frame(&b);
+	cr_expect_eq(proto_decode_config(&f, &d), -EPROTO);
+	proto_buf_free(&b);
+}
+
 Test(proto, too_big_frame_is_not_encoded)
 {
 	struct proto_buf b = { 0 };
