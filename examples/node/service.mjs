@@ -14,7 +14,8 @@ const require = createRequire(import.meta.url);
 const sm = require('../../bindings/node');
 
 const GUEST_PORT = 8080;
-const HTTPD = 'mkdir -p /tmp/www && echo "hello from $(hostname)" > /tmp/www/index.html && '
+// `busybox APPLET`: an image may link only some applets into /bin
+const HTTPD = 'busybox mkdir -p /tmp/www && echo "hello from $(busybox hostname)" > /tmp/www/index.html && '
   + `exec busybox httpd -f -p ${GUEST_PORT} -h /tmp/www`;
 
 const [image = 'busybox', portArg = '0'] = process.argv.slice(2);
