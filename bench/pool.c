@@ -21,6 +21,7 @@
 
 #include <supermachine.h>
 
+#include "bench_sm.h"
 #include "bench_util.h"
 #include "lib/vm.h" /* a pooled VM's worker pid */
 
@@ -29,25 +30,6 @@
 static void figure(const char *name, double value, const char *unit)
 {
 	bench_figure("pool", name, value, unit);
-}
-
-static int exec_true(sm_vm *vm)
-{
-	sm_exec *x = sm_exec_new(vm);
-	sm_outcome o = { 0 };
-	sm_error *err = NULL;
-	int rc;
-
-	sm_exec_argv(x, (const char *[]){ "true", NULL });
-	rc = sm_exec_output(x, &o, &err);
-	if (rc < 0 || o.status != 0) {
-		fprintf(stderr, "pool_bench: exec: %s\n", err ? sm_error_string(err) : "non-zero status");
-		rc = -1;
-	}
-	sm_error_free(err);
-	sm_outcome_free(&o);
-	sm_exec_free(x);
-	return rc;
 }
 
 /* Every VM acquired at once (the pool is at max), one exec each, then the workers' memory. */
@@ -62,7 +44,7 @@ static int bench_memory(sm_pool *p)
 
 	for (; n < POOL_VMS; n++) {
 		v[n] = sm_pool_acquire(p, &err);
-		if (!v[n] || exec_true(v[n]) < 0) {
+		if (!v[n] || bench_exec_true(v[n], "pool_bench") < 0) {
 			fprintf(stderr, "pool_bench: VM %u: %s\n", n, err ? sm_error_string(err) : "exec failed");
 			rc = -1;
 			break;

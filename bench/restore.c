@@ -41,6 +41,7 @@
 
 #include <supermachine.h>
 
+#include "bench_sm.h"
 #include "bench_util.h"
 #include "lib/vm.h"
 
@@ -50,23 +51,6 @@
 static void figure(const char *name, double value, const char *unit)
 {
 	bench_figure("restore", name, value, unit);
-}
-
-static int exec_true(sm_vm *vm)
-{
-	sm_exec *x = sm_exec_new(vm);
-	sm_error *err = NULL;
-	sm_outcome o = { 0 };
-	int rc;
-
-	sm_exec_argv(x, (const char *[]){ "true", NULL });
-	rc = sm_exec_output(x, &o, &err) == 0 && o.status == 0 ? 0 : -1;
-	if (rc < 0)
-		fprintf(stderr, "restore_bench: exec: %s\n", err ? sm_error_string(err) : "status");
-	sm_error_free(err);
-	sm_outcome_free(&o);
-	sm_exec_free(x);
-	return rc;
 }
 
 struct one {
@@ -129,7 +113,7 @@ static int restore_once(const char *snap, struct one *r)
 	double w = worker_restore_cpu_s(vm);
 	/* host-side restore work: this process's CPU in sm_vm_restore + the worker's up to its first KVM_RUN */
 	r->host_cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0 + (w >= 0 ? w : bench_proc_cpu_s(vm->pid));
-	int rc = exec_true(vm);
+	int rc = bench_exec_true(vm, "restore_bench");
 	r->total = bench_now_s() - t0;
 	r->exits = worker_exits(vm);
 	r->faults = (double)bench_proc_faults(vm->pid);
@@ -255,7 +239,7 @@ static int bench_memory(const char *snap, unsigned clones)
 
 	for (; n < clones; n++) {
 		v[n] = sm_vm_restore(snap, NULL, &err);
-		if (!v[n] || exec_true(v[n]) < 0)
+		if (!v[n] || bench_exec_true(v[n], "restore_bench") < 0)
 			break;
 	}
 	sleep(1);

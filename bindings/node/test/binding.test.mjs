@@ -157,3 +157,28 @@ test('pull from a local registry reports progress, and images() lists the result
     reg.stop();
   }
 });
+
+// examples/node and bench/node.mjs need a VM to do their work; here: they
+// parse, refuse bad arguments, and name what is missing from the store.
+test('the Node examples and bench/node.mjs parse and say what is missing', () => {
+  const root = path.resolve(pkgDir, '../..');
+  const run = (file, ...args) => {
+    try {
+      execFileSync(process.execPath, [path.join(root, file), ...args], { env: nodeEnv(), timeout: 20000, encoding: 'utf8', stdio: 'pipe' });
+      return { status: 0, stderr: '' };
+    } catch (e) {
+      return { status: e.status, stderr: e.stderr };
+    }
+  };
+  for (const file of ['examples/node/verifier.mjs', 'examples/node/service.mjs', 'bench/node.mjs'])
+    execFileSync(process.execPath, ['--check', path.join(root, file)]);
+  const v = run('examples/node/verifier.mjs', 'no-such-verifier');
+  assert.equal(v.status, 1);
+  assert.match(v.stderr, /no snapshot 'no-such-verifier' in the store/);
+  assert.equal(run('examples/node/verifier.mjs', 'x', '0').status, 2);
+  const s = run('examples/node/service.mjs', 'no-such-busybox');
+  assert.equal(s.status, 1);
+  assert.match(s.stderr, /no image or snapshot 'no-such-busybox' in the store/);
+  assert.equal(run('examples/node/service.mjs', 'busybox', '70000').status, 2);
+  assert.equal(run('bench/node.mjs', 'nonsense').status, 2);
+});

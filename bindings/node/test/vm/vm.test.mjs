@@ -212,3 +212,22 @@ test('no leaked handles: a process with released VMs and a closed pool exits by 
   const out = execFileSync(process.execPath, ['-e', script], { env: nodeEnv(), timeout: 300000, encoding: 'utf8' });
   assert.equal(out.trim(), 'done');
 });
+
+// examples/node, as a user runs them: the service on the busybox fixture,
+// the verifier loop on the snapshot the verifier test above baked.
+function runExample(file, args) {
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../..');
+  return execFileSync(process.execPath, [path.join(root, 'examples/node', file), ...args],
+    { env: nodeEnv(), timeout: 1200000, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+test('examples/node/service.mjs serves busybox httpd through exposeTcp', () => {
+  const out = runExample('service.mjs', [image]);
+  assert.match(out, /GET \/ -> 200/);
+  assert.match(out, /hello from /);
+});
+
+test('examples/node/verifier.mjs runs the loop on the baked verifier snapshot', () => {
+  const out = runExample('verifier.mjs', ['node-verifier', '6', '2']);
+  assert.match(out, /^6 cycles on 2 workers in [0-9.]+ s: [0-9.]+ cycles\/s, 0 failed/m);
+});
