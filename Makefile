@@ -39,7 +39,8 @@ test-vm:
 
 # What CI has no time for: 200 restores per vCPU count in the snapshot
 # test, 50 killed workers in the crash test, and the vm tests that skip
-# without SUPERMACHINE_TEST_LONG=1 (mounts, crash, cli_net).
+# without SUPERMACHINE_TEST_LONG=1 (mounts, crash, cli_net, and hostile's
+# larger floods).
 test-long:
 	@SUPERMACHINE_TEST_LONG=1 SUPERMACHINE_SNAPSHOT_RESTORES=200 SUPERMACHINE_CRASH_ROUNDS=50 SUPERMACHINE_CRASH_BAKE_ROUNDS=10 scripts/test --suite vm
 

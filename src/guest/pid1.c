@@ -245,6 +245,10 @@ int pid1_boot(struct init_state *st)
 		net_setup(&st->cfg);
 	write_etc(&st->cfg);
 	setup_cgroups(st);
+	/* Inherited by the agent's per-exec session processes: a guest out of
+	 * memory kills what an exec ran, never the process that reports how it
+	 * ended (spawn_command puts each command back to 0). */
+	init_write_file("/proc/self/oom_score_adj", "-1000");
 	/* Ctrl-Alt-Del becomes SIGINT to us (forwarded to the workload), not an instant reboot. */
 	reboot(RB_DISABLE_CAD);
 	return 0;

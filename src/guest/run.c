@@ -146,6 +146,8 @@ pid_t spawn_command(const struct spawn_spec *s)
 	setsid();
 	if (s->cgroup_fd >= 0 && write(s->cgroup_fd, "0", 1) < 0)
 		child_fail("join cgroup", "", errno, 126);
+	/* Back from the agent's -1000 (pid1.c): the OOM killer may pick the command. */
+	init_write_file("/proc/self/oom_score_adj", "0");
 	child_setup_stdio(s);
 	child_close_fds();
 	child_drop_privileges(s->ids);

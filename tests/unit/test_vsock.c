@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -609,6 +610,46 @@ Test(vsock_limits, connections_beyond_the_limit_are_refused)
 	for (int i = 0; i < 5; i++)
 		close(fd[i]);
 	vg_teardown(&g);
+}
+
+/* Opens descriptors until this process has none left; how many, their numbers in fds. */
+static int use_up_fds(int *fds, int max)
+{
+	int n = 0;
+
+	while (n < max && (fds[n] = dup(0)) >= 0)
+		n++;
+	cr_assert_eq(errno, EMFILE, "%d descriptors did not exhaust the limit", n);
+	return n;
+}
+
+Test(vsock_limits, out_of_descriptors_refuses_host_clients_at_once)
+{
+	int probe = dup(0), fds[128], n, fd;
+	struct rlimit rl = { 0 };
+	FILE *log = tmpfile();
+	char text[512] = "";
+
+	cr_assert(probe >= 0 && log && getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	close(probe);
+	vg_setup(&g, NULL, true, VG_RX_BUFS);
+	g.dev->log = log;
+	/* room for the fixture's descriptors and a few more, then none */
+	rl.rlim_cur = (rlim_t)probe + 64;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "%s", strerror(errno));
+	n = use_up_fds(fds, 128);
+	close(fds[--n]); /* one for the client; the device then has none to accept it with */
+	fd = vg_host_connect(&g, 72);
+	cr_assert(vg_host_eof(fd, T_WAIT), "a client the worker had no descriptor for was left waiting");
+	close(fd);
+	rewind(log);
+	cr_assert(fread(text, 1, sizeof(text) - 1, log) > 0, "no warning in the device's log");
+	cr_assert_not_null(strstr(text, "Too many open files: refusing host clients"), "%s", text);
+	while (n)
+		close(fds[--n]);
+	close(establish(73, &(struct vg_conn *){ NULL })); /* and it serves again */
+	vg_teardown(&g);
+	fclose(log);
 }
 
 Test(vsock_limits, rx_buffer_without_room_for_a_header_fails_device)

@@ -197,6 +197,10 @@ static int vsock_open_fds(struct vsock_dev *v)
 	v->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (v->epfd < 0 || v->timer_fd < 0 || v->kick_fd < 0)
 		return -errno;
+	/* Held only to be given up when the worker runs out of descriptors (vsock_accept). */
+	v->spare_fd = fcntl(v->kick_fd, F_DUPFD_CLOEXEC, 0);
+	if (v->spare_fd < 0)
+		return -errno;
 	if (vsock_epoll_add(v, v->listen_fd, TAG_LISTEN) < 0 ||
 	    vsock_epoll_add(v, v->timer_fd, TAG_TIMER) < 0 ||
 	    vsock_epoll_add(v, v->kick_fd, TAG_KICK) < 0)
@@ -218,6 +222,8 @@ static void vsock_close_fds(struct vsock_dev *v)
 		close(v->timer_fd);
 	if (v->kick_fd >= 0)
 		close(v->kick_fd);
+	if (v->spare_fd >= 0)
+		close(v->spare_fd);
 }
 
 static void vsock_destroy(struct virtio_dev *d)
@@ -266,7 +272,7 @@ struct virtio_dev *virtio_vsock_create(const struct guest_mem *mem, struct evloo
 		return NULL;
 	v->loop = loop;
 	v->guest_cid = guest_cid;
-	v->listen_fd = v->epfd = v->timer_fd = v->kick_fd = -1;
+	v->listen_fd = v->epfd = v->timer_fd = v->kick_fd = v->spare_fd = -1;
 	v->next_local_port = VSOCK_LOCAL_PORT_FIRST;
 	vsock_limits_init(&v->lim, limits);
 	TAILQ_INIT(&v->conns);

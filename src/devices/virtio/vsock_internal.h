@@ -10,6 +10,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -109,6 +110,7 @@ enum {
 	WARN_TIMEOUT,
 	WARN_HOST_IO,
 	WARN_PATH,
+	WARN_NO_FDS,
 };
 
 struct vsock_dev;
@@ -163,6 +165,7 @@ struct vsock_dev {
 	char *uds_path;
 	struct virtio_vsock_limits lim;
 	int listen_fd, epfd, timer_fd, kick_fd;
+	int spare_fd;            /* a dup of kick_fd, closed to refuse clients when out of descriptors */
 	bool bound;              /* uds_path is ours to unlink */
 	uint64_t timer_armed_ns; /* 0: disarmed */
 

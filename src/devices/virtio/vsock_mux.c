@@ -85,6 +85,28 @@ static void vsock_handshake(struct vsock_dev *v, struct vsock_conn *c)
 	vsock_conn_sched(v, c);
 }
 
+/*
+ * Out of descriptors: the listener is edge-triggered, so a client left in
+ * the backlog would wait until some later client woke us, for ever if
+ * none came. Give up the spare descriptor for long enough to accept it
+ * and close it: the client sees EOF at once. True when one was refused.
+ */
+static bool vsock_shed(struct vsock_dev *v, int why)
+{
+	int fd;
+
+	vsock_warn(v, WARN_NO_FDS, "accept on %s: %s: refusing host clients until descriptors free up",
+		   v->uds_path, strerror(why));
+	if (v->spare_fd < 0)
+		return false;
+	close(v->spare_fd);
+	fd = accept4(v->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	v->spare_fd = fcntl(v->kick_fd, F_DUPFD_CLOEXEC, 0);
+	return fd >= 0;
+}
+
 static void vsock_accept(struct vsock_dev *v)
 {
 	for (;;) {
@@ -93,6 +115,8 @@ static void vsock_accept(struct vsock_dev *v)
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if ((errno == EMFILE || errno == ENFILE) && vsock_shed(v, errno))
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				vsock_warn(v, WARN_HOST_IO, "accept on %s: %s", v->uds_path, strerror(errno));

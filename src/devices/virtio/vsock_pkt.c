@@ -59,8 +59,11 @@ static void vsock_guest_connect(struct vsock_dev *v, const struct vsock_hdr *h)
 		goto refuse;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	if (fd < 0) {
+		vsock_warn(v, WARN_NO_FDS, "socket for a guest connection to port %u: %s: refusing", h->dst_port,
+			   strerror(errno));
 		goto refuse;
+	}
 	/* Non-blocking: a host listener with a full backlog (EAGAIN) is a
 	 * refusal, not a stall of the whole event loop. */
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
