@@ -193,45 +193,14 @@ fail:
 
 /* ---- directories ---- */
 
-/* Removes a flat directory (a snapshot, or a half-made one) and what is in it. */
+/* Removes a flat directory (a snapshot, or a half-made one) and what is in it; what stays is logged. */
 static void dir_remove(const char *dir)
 {
-	char path[4400];
-	struct dirent *de;
-	DIR *d = opendir(dir);
+	char failed[4400];
+	int rc = dir_remove_flat(dir, failed, sizeof(failed));
 
-	while (d && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-			unlink(path);
-		}
-	if (d)
-		closedir(d);
-	rmdir(dir);
-}
-
-/* A flat directory's allocated bytes, and its newest mtime. */
-static uint64_t dir_bytes(const char *dir, time_t *newest)
-{
-	char path[4400];
-	struct dirent *de;
-	struct stat st;
-	uint64_t n = 0;
-	DIR *d = opendir(dir);
-
-	while (d && (de = readdir(d))) {
-		if (strcmp(de->d_name, "..") == 0)
-			continue; /* "." counts: the directory itself changes as files come and go */
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path) ||
-		    lstat(path, &st) < 0)
-			continue;
-		n += (uint64_t)st.st_blocks * 512u;
-		if (st.st_mtime > *newest)
-			*newest = st.st_mtime;
-	}
-	if (d)
-		closedir(d);
-	return n;
+	if (rc < 0 && rc != -ENOENT)
+		log_warn("snapshot directory %s not removed whole: %s: %s", dir, failed, strerror(-rc));
 }
 
 int snapshot_prune_partial(unsigned min_age_s, uint64_t *bytes, sm_error **err)
@@ -246,17 +215,16 @@ int snapshot_prune_partial(unsigned min_age_s, uint64_t *bytes, sm_error **err)
 	if (!d)
 		return sm_error_set(err, SM_E_IO, errno, "open %s", base), -1;
 	while ((de = readdir(d))) {
-		time_t newest = 0;
-		uint64_t n;
+		struct dir_usage u = { .files = 0 };
 		if (de->d_name[0] == '.' || !strstr(de->d_name, SNAP_PARTIAL_MARK))
 			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", base, de->d_name) >= sizeof(path))
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", base, de->d_name) >= sizeof(path) ||
+		    dir_usage_add(path, NULL, &u) < 0)
 			continue;
-		n = dir_bytes(path, &newest); /* a capture still writing keeps touching its files */
-		if (time(NULL) - newest < (time_t)min_age_s)
-			continue;
+		if (time(NULL) - u.newest < (time_t)min_age_s)
+			continue; /* a capture still writing keeps touching its files */
 		dir_remove(path);
-		*bytes += n;
+		*bytes += u.bytes;
 	}
 	closedir(d);
 	return 0;
