@@ -1,10 +1,12 @@
-/* Durable file writes and the helpers they are made of (fsutil.h). */
+/* Durable file writes and the helpers they are made of, flat directories (fsutil.h). */
 #include "base/fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,4 +130,91 @@ int durable_write(const char *path, const void *buf, size_t len, mode_t mode)
 out:
 	free(tmp);
 	return rc;
+}
+
+/* ---- flat directories ---- */
+
+static void dir_failed(char *failed, size_t len, const char *dir, const char *name)
+{
+	if (failed && len)
+		snprintf(failed, len, "%s%s%s", dir, name ? "/" : "", name ? name : "");
+}
+
+int dir_empty_at(int dfd, const char *dir, char *failed, size_t failed_len)
+{
+	int fd = dup(dfd), rc = 0;
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	struct dirent *de;
+
+	if (!d) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		dir_failed(failed, failed_len, dir, NULL);
+		return rc;
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		/* unlinkat without AT_REMOVEDIR takes a symlink itself, even one to a directory */
+		if (unlinkat(dfd, de->d_name, 0) == 0 ||
+		    (errno == EISDIR && unlinkat(dfd, de->d_name, AT_REMOVEDIR) == 0) || errno == ENOENT)
+			continue; /* ENOENT: gone already, as wanted */
+		if (rc == 0) {
+			rc = -errno;
+			dir_failed(failed, failed_len, dir, de->d_name);
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+int dir_remove_flat(const char *dir, char *failed, size_t failed_len)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc;
+
+	if (dfd < 0) {
+		rc = -errno;
+		dir_failed(failed, failed_len, dir, NULL);
+		return rc;
+	}
+	rc = dir_empty_at(dfd, dir, failed, failed_len);
+	close(dfd);
+	if (rmdir(dir) < 0 && rc == 0) {
+		rc = -errno;
+		dir_failed(failed, failed_len, dir, NULL);
+	}
+	return rc;
+}
+
+static bool name_ends(const char *name, const char *suffix)
+{
+	size_t n = strlen(name), k = suffix ? strlen(suffix) : 0;
+
+	return !suffix || (n >= k && strcmp(name + n - k, suffix) == 0);
+}
+
+int dir_usage_add(const char *dir, const char *suffix, struct dir_usage *u)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	struct stat st;
+
+	if (!d)
+		return -errno;
+	if (fstat(dirfd(d), &st) == 0 && st.st_mtime > u->newest)
+		u->newest = st.st_mtime; /* files come and go: the directory changes with them */
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (st.st_mtime > u->newest)
+			u->newest = st.st_mtime;
+		if (S_ISREG(st.st_mode) && name_ends(de->d_name, suffix)) {
+			u->files++;
+			u->bytes += (uint64_t)st.st_blocks * 512u;
+		}
+	}
+	closedir(d);
+	return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * Files that survive a crash: the one way the host side writes a file
- * atomically and durably, and the small helpers it is made of.
+ * atomically and durably, and the small helpers it is made of; and the
+ * one way a flat directory is emptied, removed and measured.
  *
  * Every function returns 0 or -errno and reports nothing itself: callers
  * say what they were writing and where (sm_error, vmm_err).
@@ -9,7 +10,9 @@
 #define SM_BASE_FSUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* write(2) until done, retrying EINTR. */
 int file_write_full(int fd, const void *buf, size_t len);
@@ -44,5 +47,30 @@ int durable_install(const char *tmp, const char *path, mode_t mode);
  * not yet known durable).
  */
 int durable_write(const char *path, const void *buf, size_t len, mode_t mode);
+
+/*
+ * ---- flat directories (a snapshot, a VM's runtime directory, a store's blobs) ----
+ * Neither descends: what is in dir's subdirectories is never touched or
+ * counted, and a symlink is the link itself, never what it points to.
+ */
+
+/*
+ * Removes what is directly in the directory open as dfd (named dir, for
+ * failed): files and symlinks, and subdirectories that are empty (a VM's
+ * jail/ mount point). A subdirectory with anything in it stays. 0, or the
+ * first failure's -errno with its path in failed (when failed is given);
+ * the rest is still removed, and an entry gone meanwhile is no failure.
+ */
+int dir_empty_at(int dfd, const char *dir, char *failed, size_t failed_len);
+/* dir_empty_at() on dir, then dir itself: 0, or -errno with the path that stayed in failed. */
+int dir_remove_flat(const char *dir, char *failed, size_t failed_len);
+
+struct dir_usage {
+	uint64_t files; /* regular files */
+	uint64_t bytes; /* their allocated bytes (st_blocks) */
+	time_t newest;  /* the newest mtime of dir and of everything in it */
+};
+/* Adds what is directly in dir (suffix: only names ending so) to u. 0, or -errno when dir cannot be read. */
+int dir_usage_add(const char *dir, const char *suffix, struct dir_usage *u);
 
 #endif

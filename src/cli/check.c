@@ -47,12 +47,13 @@ int cmd_check(int argc, char **argv)
 	int c, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = true; break;
 		case 'k': flags |= SM_CHECK_KVM_ONLY; break;
 		case 'h': check_usage(stdout); return 0;
-		default: check_usage(stderr); return 2;
+		default: return cli_bad_option(c, argv, "check");
 		}
 	}
 	if (optind != argc) {

@@ -407,7 +407,7 @@ const char *cli_net_arg(bool optional, int argc, char **argv)
 	return "nat";
 }
 
-void cli_bad_option(int c, char **argv, const char *cmd)
+int cli_bad_option(int c, char **argv, const char *cmd)
 {
 	const char *arg = optind > 0 ? argv[optind - 1] : "";
 	const char *what = c == ':' ? "option needs a value" : "unknown option";
@@ -417,6 +417,7 @@ void cli_bad_option(int c, char **argv, const char *cmd)
 		fprintf(stderr, "supermachine: %s: %s: %s (see 'supermachine %s --help')\n", cmd, what, arg, cmd);
 	else
 		fprintf(stderr, "supermachine: %s: %s: -%c (see 'supermachine %s --help')\n", cmd, what, optopt, cmd);
+	return CLI_EXIT_FAILED;
 }
 
 int cli_mount_add(struct cli_mounts *ms, const char *spec, const char *cmd)
@@ -448,7 +449,7 @@ bool cli_volume_is_dir(const char *spec)
 	return stat(host, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-bool cli_help_only(int argc, char **argv, void (*usage)(FILE *out), int *rc)
+bool cli_help_only(int argc, char **argv, const char *cmd, void (*usage)(FILE *out), int *rc)
 {
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -457,11 +458,16 @@ bool cli_help_only(int argc, char **argv, void (*usage)(FILE *out), int *rc)
 	int c;
 
 	optind = 1;
-	c = getopt_long(argc, argv, "+h", longopts, NULL);
+	opterr = 0;
+	c = getopt_long(argc, argv, "+:h", longopts, NULL);
 	if (c == -1)
 		return true;
-	usage(c == 'h' ? stdout : stderr);
-	*rc = c == 'h' ? 0 : CLI_EXIT_FAILED;
+	if (c == 'h') {
+		usage(stdout);
+		*rc = 0;
+	} else {
+		*rc = cli_bad_option(c, argv, cmd);
+	}
 	return false;
 }
 

@@ -63,11 +63,12 @@ bool cli_net_is_value(const char *v);
  */
 const char *cli_net_arg(bool optional, int argc, char **argv);
 /*
- * The option getopt_long (optstring starting with ':', opterr 0) refused
- * with c ('?': unknown, ':': its value missing): one line naming it, as
- * Docker says it.
+ * The option getopt_long (optstring starting with ':', after any '+';
+ * opterr 0) refused with c ('?': unknown, ':': its value missing): one
+ * line naming it, as Docker says it. Every command's parser ends so;
+ * returns CLI_EXIT_FAILED, the status for it.
  */
-void cli_bad_option(int c, char **argv, const char *cmd);
+int cli_bad_option(int c, char **argv, const char *cmd);
 void cli_exec_opts_free(struct cli_exec_opts *o);
 /* A number 1..max for option what of cmd. 0, or -1 with a message on stderr. */
 int cli_number(const char *s, unsigned long max, unsigned long *v, const char *cmd, const char *what);
@@ -110,7 +111,7 @@ void cli_error(const char *cmd, sm_error *err);
  * the first operand). true: go on from optind; false: return *rc (help
  * shown: 0, a bad option: CLI_EXIT_FAILED).
  */
-bool cli_help_only(int argc, char **argv, void (*usage)(FILE *out), int *rc);
+bool cli_help_only(int argc, char **argv, const char *cmd, void (*usage)(FILE *out), int *rc);
 
 /* Docker's duration words (go-units HumanDuration): "Less than a second", "3 minutes", "About an hour". */
 void cli_human_duration(int64_t seconds, char *out, size_t len);

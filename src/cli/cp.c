@@ -286,7 +286,7 @@ int cmd_cp(int argc, char **argv)
 	sm_vm *vm;
 	int rc = 0;
 
-	if (!cli_help_only(argc, argv, cp_usage, &rc))
+	if (!cli_help_only(argc, argv, "cp", cp_usage, &rc))
 		return rc;
 	if (argc - optind != 2) {
 		fprintf(stderr, "supermachine: cp: want SRC and DEST (see 'supermachine cp --help')\n");

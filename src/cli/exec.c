@@ -38,7 +38,8 @@ int cmd_exec(int argc, char **argv)
 	sm_vm *vm;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+ite:w:u:h", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, "+:ite:w:u:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'i': o.interactive = true; break;
 		case 't': o.tty = true; break;
@@ -49,7 +50,7 @@ int cmd_exec(int argc, char **argv)
 		case 'w': o.workdir = optarg; break;
 		case 'u': o.user = optarg; break;
 		case 'h': exec_usage(stdout); rc = 0; goto out;
-		default: exec_usage(stderr); goto out;
+		default: rc = cli_bad_option(c, argv, "exec"); goto out;
 		}
 	}
 	if (argc - optind < 2) {

@@ -122,7 +122,8 @@ int cmd_images(int argc, char **argv)
 	int c, rc = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'j') {
 			json = true;
 		} else if (c == 'f') {
@@ -134,8 +135,7 @@ int cmd_images(int argc, char **argv)
 			images_usage(stdout);
 			return 0;
 		} else {
-			images_usage(stderr);
-			return 2;
+			return cli_bad_option(c, argv, "images");
 		}
 	}
 	if (optind != argc) {

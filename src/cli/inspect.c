@@ -82,16 +82,15 @@ static int inspect_options(int argc, char **argv, int *rc)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
 		if (c == 'j' || (c == 'f' && cli_format_json(optarg, &json, "inspect") == 0))
 			continue;
 		if (c == 'h') {
 			inspect_usage(stdout);
 			*rc = 0;
 		} else {
-			if (c != 'f')
-				inspect_usage(stderr);
-			*rc = CLI_EXIT_FAILED;
+			*rc = c == 'f' ? CLI_EXIT_FAILED : cli_bad_option(c, argv, "inspect");
 		}
 		return -1;
 	}

@@ -51,7 +51,8 @@ int cmd_kill(int argc, char **argv)
 	int c, rc = 0, sig = SIGKILL;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:h", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":s:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			sig = sm_signal_parse(optarg);
@@ -61,7 +62,7 @@ int cmd_kill(int argc, char **argv)
 			}
 			break;
 		case 'h': kill_usage(stdout); return 0;
-		default: kill_usage(stderr); return CLI_EXIT_FAILED;
+		default: return cli_bad_option(c, argv, "kill");
 		}
 	}
 	if (optind >= argc) {

@@ -50,11 +50,12 @@ int cmd_logs(int argc, char **argv)
 	sm_vm *vm;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "fh", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":fh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': follow = true; break;
 		case 'h': logs_usage(stdout); return 0;
-		default: logs_usage(stderr); return CLI_EXIT_FAILED;
+		default: return cli_bad_option(c, argv, "logs");
 		}
 	}
 	if (argc - optind != 1) {

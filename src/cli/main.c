@@ -3,16 +3,24 @@
  * own file and registers here.
  */
 #include "cli/cli.h"
+#include "cli/cli_vm.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include <supermachine.h>
 
+static void version_usage(FILE *out)
+{
+	fprintf(out, "usage: supermachine version\n\nPrint the version.\n");
+}
+
 static int cmd_version(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
+	int rc;
+
+	if (argc > 0 && !cli_help_only(argc, argv, "version", version_usage, &rc))
+		return rc;
 	printf("supermachine %s\n", sm_version());
 	return 0;
 }

@@ -58,7 +58,7 @@ int cmd_port(int argc, char **argv)
 	sm_vm_list *l;
 	int rc = 0;
 
-	if (!cli_help_only(argc, argv, port_usage, &rc))
+	if (!cli_help_only(argc, argv, "port", port_usage, &rc))
 		return rc;
 	if (argc - optind < 1 || argc - optind > 2 || (argc - optind == 2 && !(want = port_guest(argv[optind + 1])))) {
 		port_usage(stderr);

@@ -97,7 +97,7 @@ int cmd_ps(int argc, char **argv)
 				return 2;
 			break;
 		case 'h': ps_usage(stdout); return 0;
-		default: cli_bad_option(c, argv, "ps"); return CLI_EXIT_FAILED;
+		default: return cli_bad_option(c, argv, "ps");
 		}
 	}
 	if (optind < argc) {

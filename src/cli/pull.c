@@ -138,7 +138,8 @@ int cmd_pull(int argc, char **argv)
 	int c, rc = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":qh", longopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_PLATFORM:
 			opts.platform = optarg;
@@ -156,8 +157,8 @@ int cmd_pull(int argc, char **argv)
 			pull_usage(stdout);
 			return 0;
 		case '?':
-			pull_usage(stderr);
-			return 2;
+		case ':':
+			return cli_bad_option(c, argv, "pull");
 		default:
 			if (pull_bake_opt(&bake, c, optarg, argc, argv) < 0)
 				return 2;

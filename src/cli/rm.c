@@ -85,11 +85,12 @@ int cmd_rm(int argc, char **argv)
 	int c, rc = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "fh", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":fh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': force = true; break;
 		case 'h': rm_usage(stdout); return 0;
-		default: rm_usage(stderr); return CLI_EXIT_FAILED;
+		default: return cli_bad_option(c, argv, "rm");
 		}
 	}
 	if (optind >= argc) {

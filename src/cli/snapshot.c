@@ -32,13 +32,13 @@ int cmd_snapshot(int argc, char **argv)
 	int c, rc = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			snapshot_usage(stdout);
 			return 0;
 		}
-		snapshot_usage(stderr);
-		return 2;
+		return cli_bad_option(c, argv, "snapshot");
 	}
 	if (optind != argc - 2) {
 		snapshot_usage(stderr);

@@ -170,11 +170,12 @@ int cmd_stats(int argc, char **argv)
 	int c, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': stream = false; break;
 		case 'h': stats_usage(stdout); free(v); return 0;
-		default: stats_usage(stderr); free(v); return CLI_EXIT_FAILED;
+		default: free(v); return cli_bad_option(c, argv, "stats");
 		}
 	}
 	n = v ? stats_open(argv + optind, argc - optind, v) : (size_t)-1;

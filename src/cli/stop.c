@@ -35,7 +35,8 @@ int cmd_stop(int argc, char **argv)
 	int c, rc = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:h", longopts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":t:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			errno = 0;
@@ -46,7 +47,7 @@ int cmd_stop(int argc, char **argv)
 			}
 			break;
 		case 'h': stop_usage(stdout); return 0;
-		default: stop_usage(stderr); return CLI_EXIT_FAILED;
+		default: return cli_bad_option(c, argv, "stop");
 		}
 	}
 	if (optind >= argc) {

@@ -138,7 +138,7 @@ int cmd_system(int argc, char **argv)
 				return 2;
 			break;
 		case 'h': system_usage(stdout); return 0;
-		default: cli_bad_option(c, argv, "system"); return 2;
+		default: return cli_bad_option(c, argv, "system");
 		}
 	}
 	if (optind == argc - 1 && !strcmp(argv[optind], "df") && !force)

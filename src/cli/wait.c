@@ -52,7 +52,7 @@ int cmd_wait(int argc, char **argv)
 {
 	int rc = 0, code = -1;
 
-	if (!cli_help_only(argc, argv, wait_usage, &rc))
+	if (!cli_help_only(argc, argv, "wait", wait_usage, &rc))
 		return rc;
 	if (optind >= argc) {
 		fprintf(stderr, "supermachine: wait: want at least one VM (see 'supermachine ps')\n");

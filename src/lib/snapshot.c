@@ -193,45 +193,14 @@ fail:
 
 /* ---- directories ---- */
 
-/* Removes a flat directory (a snapshot, or a half-made one) and what is in it. */
+/* Removes a flat directory (a snapshot, or a half-made one) and what is in it; what stays is logged. */
 static void dir_remove(const char *dir)
 {
-	char path[4400];
-	struct dirent *de;
-	DIR *d = opendir(dir);
+	char failed[4400];
+	int rc = dir_remove_flat(dir, failed, sizeof(failed));
 
-	while (d && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-			unlink(path);
-		}
-	if (d)
-		closedir(d);
-	rmdir(dir);
-}
-
-/* A flat directory's allocated bytes, and its newest mtime. */
-static uint64_t dir_bytes(const char *dir, time_t *newest)
-{
-	char path[4400];
-	struct dirent *de;
-	struct stat st;
-	uint64_t n = 0;
-	DIR *d = opendir(dir);
-
-	while (d && (de = readdir(d))) {
-		if (strcmp(de->d_name, "..") == 0)
-			continue; /* "." counts: the directory itself changes as files come and go */
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path) ||
-		    lstat(path, &st) < 0)
-			continue;
-		n += (uint64_t)st.st_blocks * 512u;
-		if (st.st_mtime > *newest)
-			*newest = st.st_mtime;
-	}
-	if (d)
-		closedir(d);
-	return n;
+	if (rc < 0 && rc != -ENOENT)
+		log_warn("snapshot directory %s not removed whole: %s: %s", dir, failed, strerror(-rc));
 }
 
 int snapshot_prune_partial(unsigned min_age_s, uint64_t *bytes, sm_error **err)
@@ -246,17 +215,16 @@ int snapshot_prune_partial(unsigned min_age_s, uint64_t *bytes, sm_error **err)
 	if (!d)
 		return sm_error_set(err, SM_E_IO, errno, "open %s", base), -1;
 	while ((de = readdir(d))) {
-		time_t newest = 0;
-		uint64_t n;
+		struct dir_usage u = { .files = 0 };
 		if (de->d_name[0] == '.' || !strstr(de->d_name, SNAP_PARTIAL_MARK))
 			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", base, de->d_name) >= sizeof(path))
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", base, de->d_name) >= sizeof(path) ||
+		    dir_usage_add(path, NULL, &u) < 0)
 			continue;
-		n = dir_bytes(path, &newest); /* a capture still writing keeps touching its files */
-		if (time(NULL) - newest < (time_t)min_age_s)
-			continue;
+		if (time(NULL) - u.newest < (time_t)min_age_s)
+			continue; /* a capture still writing keeps touching its files */
 		dir_remove(path);
-		*bytes += n;
+		*bytes += u.bytes;
 	}
 	closedir(d);
 	return 0;
@@ -530,8 +498,10 @@ static int restore_cfg_check(const struct snap_meta *m, const sm_vm_config *cfg,
 	return 0;
 }
 
+/* ms: the mounts restore_mounts() checked and resolved, served as they are */
 static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asset_paths *assets,
-			 const struct snap_meta *m, const sm_vm_config *cfg, struct worker_launch *l, sm_error **err)
+			 const struct snap_meta *m, const sm_vm_config *cfg, const struct vm_mounts *ms,
+			 struct worker_launch *l, sm_error **err)
 {
 	snapmeta_launch(m, l);
 	l->restore = dir;
@@ -547,31 +517,23 @@ static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asse
 		l->disks[1 + i].path = v->host_path;
 		l->disks[1 + i].read_only = v->read_only;
 	}
-	/* m->mounts are already this restore's (restore_mounts) */
-	sm_vm_config same = { .volumes = cfg->volumes, .nvolumes = cfg->nvolumes };
-	struct vm_mounts ms;
-	if (vm_mounts_restore(m->mounts, &same, &ms, err) < 0)
-		return -1;
-	vm_mounts_launch(&ms, l);
-	int rc = vm_spawn_launch(vm, l, assets->worker, cfg->detached, err);
-	vm_mounts_free(&ms);
-	return rc;
+	vm_mounts_launch(ms, l);
+	return vm_spawn_launch(vm, l, assets->worker, cfg->detached, err);
 }
 
 /*
- * The host directories this restore serves: the snapshot's, or cfg's in
- * their place. m->mounts becomes them, so a capture of the clone records
- * what it really had.
+ * The host directories this restore serves, checked and resolved once
+ * into ms (the caller frees it): the snapshot's, or cfg's in their
+ * place. m->mounts becomes them, so a capture of the clone records what
+ * it really had.
  */
-static int restore_mounts(struct snap_meta *m, const sm_vm_config *cfg, sm_error **err)
+static int restore_mounts(struct snap_meta *m, const sm_vm_config *cfg, struct vm_mounts *ms, sm_error **err)
 {
-	struct vm_mounts ms;
 	json_t *now;
 
-	if (vm_mounts_restore(m->mounts, cfg, &ms, err) < 0)
+	if (vm_mounts_restore(m->mounts, cfg, ms, err) < 0)
 		return -1;
-	now = vm_mounts_json(&ms, true);
-	vm_mounts_free(&ms);
+	now = vm_mounts_json(ms, true);
 	if (!now)
 		return sm_error_set(err, SM_E_NOMEM, 0, "mounts"), -1;
 	json_decref(m->mounts);
@@ -611,7 +573,7 @@ static int restore_record(struct sm_vm *vm, const struct snap_meta *m, const sm_
 }
 
 static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_paths *assets,
-		       const struct snap_meta *m, const sm_vm_config *cfg, sm_error **err)
+		       const struct snap_meta *m, const sm_vm_config *cfg, const struct vm_mounts *ms, sm_error **err)
 {
 	struct worker_launch *a = calloc(1, sizeof(*a));
 	int rc = -1;
@@ -629,7 +591,7 @@ static int restore_run(struct sm_vm *vm, const char *dir, const struct vm_asset_
 		snprintf(vm->console, sizeof(vm->console), "%s", cfg->console_log);
 	vm->balloon_target = m->balloon ? m->balloon_target_pages : 0;
 	if (agent_target_init(&vm->target, vm->vsock, PROTO_AGENT_PORT, err) < 0 ||
-	    restore_spawn(vm, dir, assets, m, cfg, a, err) < 0 || restore_record(vm, m, cfg, err) < 0 ||
+	    restore_spawn(vm, dir, assets, m, cfg, ms, a, err) < 0 || restore_record(vm, m, cfg, err) < 0 ||
 	    restore_resume(vm, cfg->boot_timeout_ms ? cfg->boot_timeout_ms : VM_DEFAULT_BOOT_TIMEOUT_MS,
 			   "resume after restore", err) < 0 ||
 	    restore_balloon(vm, err) < 0)
@@ -646,6 +608,7 @@ sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *given, sm_erro
 	struct snap_meta *m = calloc(1, sizeof(*m));
 	struct vm_asset_paths assets;
 	struct sm_vm *vm = vm_alloc();
+	struct vm_mounts ms = { .n = 0 };
 	sm_vm_config c, *cfg = &c;
 	char dir[4096];
 
@@ -660,14 +623,16 @@ sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *given, sm_erro
 	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0 ||
 	    vm_assets_find(cfg->assets, &assets, err) < 0 || snapshot_check(dir, &assets, m, err) < 0)
 		goto fail;
-	if (restore_cfg_check(m, cfg, err) < 0 || restore_mounts(m, cfg, err) < 0 || hostcheck_require_kvm(err) < 0 ||
-	    restore_run(vm, dir, &assets, m, cfg, err) < 0)
+	if (restore_cfg_check(m, cfg, err) < 0 || restore_mounts(m, cfg, &ms, err) < 0 ||
+	    hostcheck_require_kvm(err) < 0 || restore_run(vm, dir, &assets, m, cfg, &ms, err) < 0)
 		goto fail;
+	vm_mounts_free(&ms);
 	snapmeta_release(m);
 	free(m);
 	return vm;
 fail:
 	sm_error_wrap(err, "restore %s", name_or_dir ? name_or_dir : "snapshot");
+	vm_mounts_free(&ms);
 	if (m)
 		snapmeta_release(m);
 	free(m);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "base/error.h"
+#include "base/fsutil.h"
 #include "lib/snapshot.h"
 #include "lib/vm.h"
 #include "oci/oci.h"
@@ -21,34 +22,12 @@
 /* A runtime directory younger than this may belong to a VM being started: prune leaves it. */
 #define PRUNE_MIN_AGE_S 60
 
-/* Files directly in dir (suffix: only names ending so) and their allocated bytes. */
-static void dir_usage(const char *dir, const char *suffix, uint64_t *files, uint64_t *bytes)
-{
-	char path[PATH_MAX + 256];
-	struct dirent *de;
-	struct stat s;
-	DIR *d = opendir(dir);
-
-	while (d && (de = readdir(d))) {
-		size_t n = strlen(de->d_name), k = suffix ? strlen(suffix) : 0;
-		if (de->d_name[0] == '.' || (suffix && (n < k || strcmp(de->d_name + n - k, suffix))))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (lstat(path, &s) == 0 && S_ISREG(s.st_mode)) {
-			if (files)
-				(*files)++;
-			*bytes += (uint64_t)s.st_blocks * 512;
-		}
-	}
-	if (d)
-		closedir(d);
-}
-
 /* The store's directories: images, blobs, root filesystems, tmp/. */
 static int usage_store(sm_store_usage *u, sm_error **err)
 {
 	struct oci_store *st = NULL;
 	struct oci_image **imgs = NULL;
+	struct dir_usage blobs = { .files = 0 }, rootfs = { .files = 0 }, tmp = { .files = 0 };
 	char dir[PATH_MAX];
 	size_t n = 0;
 
@@ -61,12 +40,15 @@ static int usage_store(sm_store_usage *u, sm_error **err)
 	oci_image_list_free(imgs, n);
 	u->images = n;
 	snprintf(dir, sizeof(dir), "%s/blobs/sha256", oci_store_root(st));
-	dir_usage(dir, NULL, &u->blobs, &u->blob_bytes);
+	dir_usage_add(dir, NULL, &blobs); /* a directory not made yet holds nothing */
 	snprintf(dir, sizeof(dir), "%s/rootfs", oci_store_root(st));
-	dir_usage(dir, ".ext4", &u->rootfs, &u->rootfs_bytes);
+	dir_usage_add(dir, ".ext4", &rootfs);
 	snprintf(dir, sizeof(dir), "%s/tmp", oci_store_root(st));
-	dir_usage(dir, NULL, NULL, &u->tmp_bytes);
+	dir_usage_add(dir, NULL, &tmp);
 	oci_store_close(st);
+	u->blobs = blobs.files, u->blob_bytes = blobs.bytes;
+	u->rootfs = rootfs.files, u->rootfs_bytes = rootfs.bytes;
+	u->tmp_bytes = tmp.bytes;
 	return 0;
 }
 
@@ -92,6 +74,7 @@ static void runtime_dir(char *buf, size_t n, const char *base, const char *id)
 static int usage_vms(sm_store_usage *u, sm_error **err)
 {
 	char base[PATH_MAX], dir[PATH_MAX + 32];
+	struct dir_usage du = { .files = 0 };
 	sm_vm_list *l;
 
 	if (vm_runtime_base(base, sizeof(base), err) < 0 || !(l = sm_vm_list_load(err)))
@@ -101,9 +84,10 @@ static int usage_vms(sm_store_usage *u, sm_error **err)
 		const sm_vm_info *v = sm_vm_list_at(l, i);
 		u->vms_running += sm_vm_info_status(v) == SM_VM_RUNNING;
 		runtime_dir(dir, sizeof(dir), base, sm_vm_info_id(v));
-		dir_usage(dir, NULL, NULL, &u->runtime_bytes);
+		dir_usage_add(dir, NULL, &du);
 	}
 	sm_vm_list_free(l);
+	u->runtime_bytes = du.bytes;
 	return 0;
 }
 
@@ -140,14 +124,14 @@ static int prune_vms(sm_prune_report *r, sm_error **err)
 		return -1;
 	for (size_t i = 0; i < sm_vm_list_count(l); i++) {
 		const sm_vm_info *v = sm_vm_list_at(l, i);
-		uint64_t bytes = 0;
+		struct dir_usage du = { .files = 0 };
 		if (sm_vm_info_status(v) == SM_VM_RUNNING || now - sm_vm_info_created(v) < PRUNE_MIN_AGE_S)
 			continue;
 		runtime_dir(dir, sizeof(dir), base, sm_vm_info_id(v));
-		dir_usage(dir, NULL, NULL, &bytes);
+		dir_usage_add(dir, NULL, &du);
 		vm_runtime_remove_dir(dir);
 		r->vms++;
-		r->vm_bytes += bytes;
+		r->vm_bytes += du.bytes;
 	}
 	sm_vm_list_free(l);
 	return 0;

@@ -459,14 +459,22 @@ int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char 
 	return rc;
 }
 
-/* DIR/worker.args: the worker's command line, NUL-separated, for sm_vm_restart(). */
-static int vm_args_save(const struct sm_vm *vm, const char *const argv[], sm_error **err)
+/*
+ * DIR/worker.args, for sm_vm_restart(): the namespaces the worker starts
+ * in ("ns=HEX", the launch's own reading of its jail), then its command
+ * line, NUL-separated.
+ */
+#define VM_ARGS_NS "ns="
+
+static int vm_args_save(const struct sm_vm *vm, const char *const argv[], unsigned long namespaces, sm_error **err)
 {
 	char path[VM_PATH_MAX + 16], *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	int rc;
 
+	if (f)
+		fprintf(f, VM_ARGS_NS "%lx%c", namespaces, 0);
 	for (size_t i = 0; f && argv[i]; i++)
 		fwrite(argv[i], 1, strlen(argv[i]) + 1, f);
 	if (!f || fclose(f) != 0)
@@ -479,21 +487,33 @@ static int vm_args_save(const struct sm_vm *vm, const char *const argv[], sm_err
 	return 0;
 }
 
-/* worker.args back as a NULL-terminated vector (strv_free()). */
-static char **vm_args_load(const struct sm_vm *vm, sm_error **err)
+/* worker.args's namespaces field: its length, or 0 when it is not one. */
+static size_t vm_args_namespaces(const char *buf, unsigned long *namespaces)
+{
+	char *end;
+
+	if (strncmp(buf, VM_ARGS_NS, strlen(VM_ARGS_NS)) || !isxdigit((unsigned char)buf[strlen(VM_ARGS_NS)]))
+		return 0;
+	errno = 0;
+	*namespaces = strtoul(buf + strlen(VM_ARGS_NS), &end, 16);
+	return errno || *end ? 0 : (size_t)(end - buf) + 1;
+}
+
+/* worker.args back as a NULL-terminated vector (strv_free()) and the namespaces to start it in. */
+static char **vm_args_load(const struct sm_vm *vm, unsigned long *namespaces, sm_error **err)
 {
 	char path[VM_PATH_MAX + 16], buf[65536];
 	ssize_t n;
 	char **v;
-	size_t k = 0;
+	size_t k = 0, i;
 
 	snprintf(path, sizeof(path), "%s/worker.args", vm->dir);
 	n = vm_file_tail(path, buf, sizeof(buf));
-	if (n <= 0 || buf[n - 1] != 0)
-		return sm_error_set(err, SM_E_INVALID, 0, "VM %s cannot be restarted: %s is missing or cut", vm->id,
-				    path), NULL;
+	if (n <= 0 || buf[n - 1] != 0 || !(i = vm_args_namespaces(buf, namespaces)) || (ssize_t)i >= n)
+		return sm_error_set(err, SM_E_INVALID, 0, "VM %s cannot be restarted: %s is missing, cut or malformed",
+				    vm->id, path), NULL;
 	v = calloc((size_t)n + 1, sizeof(*v));
-	for (ssize_t i = 0; v && i < n; i += (ssize_t)strlen(buf + i) + 1)
+	for (; v && (ssize_t)i < n; i += strlen(buf + i) + 1)
 		if (!(v[k++] = strdup(buf + i)))
 			return strv_free(v), sm_error_set(err, SM_E_NOMEM, 0, "restart"), NULL;
 	if (!v)
@@ -501,6 +521,7 @@ static char **vm_args_load(const struct sm_vm *vm, sm_error **err)
 	return v;
 }
 
+/* j: the jail l was read into (vm_jail_prepare); its namespaces are saved with argv for a restart */
 static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, const struct vm_jail *j,
 			 sm_error **err)
 {
@@ -508,18 +529,10 @@ static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detach
 	struct launch l = { .argv = argv, .log = log, .detached = detached, .namespaces = j->namespaces };
 
 	snprintf(log, sizeof(log), "%s/worker.log", vm->dir);
-	if (vm_args_save(vm, argv, err) < 0 || launcher_spawn(&l, &vm->pid, &vm->pidfd, err) < 0)
+	if (vm_args_save(vm, argv, j->namespaces, err) < 0 || launcher_spawn(&l, &vm->pid, &vm->pidfd, err) < 0)
 		return -1;
 	vm->owned = true;
 	return 0;
-}
-
-/* The saved command line again, in the jail its options describe (none when it has none). */
-static int vm_respawn(struct sm_vm *vm, char **argv, bool detached, sm_error **err)
-{
-	struct vm_jail j = { .namespaces = worker_argv_jail_clone_flags((const char *const *)argv) };
-
-	return vm_spawn_argv(vm, (const char *const *)argv, detached, &j, err);
 }
 
 static void vm_command_string(const char *const *argv, char *out, size_t len)
@@ -1021,6 +1034,7 @@ static int vm_record_restart(struct vm_meta *m, void *arg)
 int sm_vm_restart(sm_vm *vm, sm_error **err)
 {
 	struct vm_meta m;
+	struct vm_jail j = { .namespaces = 0 };
 	char **argv;
 
 	if (sm_vm_running(vm))
@@ -1032,7 +1046,7 @@ int sm_vm_restart(sm_vm *vm, sm_error **err)
 				    vm->id), -1;
 	if (m.stopping)
 		return sm_error_set(err, SM_E_INVALID, 0, "restart: VM %s was stopped on request", vm->id), -1;
-	argv = vm_args_load(vm, err);
+	argv = vm_args_load(vm, &j.namespaces, err);
 	if (!argv)
 		return -1;
 	vm_runtime_prune(vm, true); /* the sockets of the worker that ended */
@@ -1041,7 +1055,7 @@ int sm_vm_restart(sm_vm *vm, sm_error **err)
 	vm->pidfd = -1;
 	vm->exited = false;
 	vm->exit_status = 0;
-	int rc = vm_respawn(vm, argv, m.detached, err);
+	int rc = vm_spawn_argv(vm, (const char *const *)argv, m.detached, &j, err);
 	strv_free(argv);
 	if (rc < 0 || vm_meta_update(vm, vm_record_restart, vm, err) < 0)
 		return sm_error_wrap(err, "restart VM %s", vm->id), -1;

@@ -24,6 +24,7 @@
 
 #include "base/error.h"
 #include "base/fsutil.h"
+#include "lib/log.h"
 
 /* dir/name into out; lengths were bounded by vm_runtime_base(), so a cut means a bug: empty path. */
 static void runtime_join(char *out, size_t len, const char *dir, const char *name)
@@ -259,9 +260,8 @@ void vm_runtime_remove(const struct sm_vm *vm)
 void vm_runtime_remove_dir(const char *dir)
 {
 	const char *id = strrchr(dir, '/');
-	struct dirent *de;
-	DIR *d;
-	int dfd;
+	char failed[VM_PATH_MAX + 256];
+	int dfd, rc;
 
 	if (!dir[0])
 		return;
@@ -270,13 +270,9 @@ void vm_runtime_remove_dir(const char *dir)
 	if (dfd < 0)
 		return;
 	flock(dfd, LOCK_EX); /* released by the close */
-	d = fdopendir(dup(dfd));
-	while (d && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && unlinkat(dfd, de->d_name, 0) < 0 &&
-		    errno == EISDIR)
-			unlinkat(dfd, de->d_name, AT_REMOVEDIR);
-	if (d)
-		closedir(d);
+	rc = dir_empty_at(dfd, dir, failed, sizeof(failed));
+	if (rc < 0)
+		log_warn("VM directory %s not removed whole: %s: %s", dir, failed, strerror(-rc));
 	rmdir(dir);
 	close(dfd);
 }

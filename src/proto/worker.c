@@ -544,25 +544,6 @@ static int arg_jail(struct argv_build *b, const struct worker_jail *j, char *err
 	return 0;
 }
 
-/* Whether argv (a command line worker_launch_argv() made) holds the long option with code opt. */
-static bool argv_has(const char *const *argv, int opt)
-{
-	for (const struct option *o = long_options; o->name; o++)
-		if (o->val == opt)
-			for (size_t i = 1; argv[i]; i++)
-				if (argv[i][0] == '-' && argv[i][1] == '-' && strcmp(argv[i] + 2, o->name) == 0)
-					return true;
-	return false;
-}
-
-unsigned long worker_argv_jail_clone_flags(const char *const *argv)
-{
-	struct worker_launch l = { .net = argv_has(argv, OPT_NET) };
-
-	l.jail.root = argv_has(argv, OPT_JAIL_ROOT) ? "" : NULL;
-	return worker_jail_clone_flags(&l);
-}
-
 unsigned long worker_jail_clone_flags(const struct worker_launch *l)
 {
 	if (!l->jail.root)

@@ -137,8 +137,6 @@ void worker_argv_free(char **argv);
  * runs in the worker and needs the host's). 0 when l has no jail.
  */
 unsigned long worker_jail_clone_flags(const struct worker_launch *l);
-/* The same for a command line worker_launch_argv() made (argv[0] the worker), without parsing it whole. */
-unsigned long worker_argv_jail_clone_flags(const char *const *argv);
 
 /* The name of a symlink policy as a spec says it: "opaque", "deny", "follow". */
 const char *worker_symlinks_name(enum worker_symlinks s);

@@ -431,6 +431,43 @@ Test(api_vm, a_kept_vm_records_its_end_and_shows_it)
 	vm_destroy(a);
 }
 
+/* worker.args lives in a directory the user can edit: a restart refuses one it cannot read whole. */
+Test(api_vm, restart_refuses_a_malformed_worker_args)
+{
+	static const struct {
+		const char *text;
+		size_t len;
+	} bad[] = {
+#define ARGS(s) { s, sizeof(s) - 1 }
+		ARGS("/usr/bin/supermachine-worker\0--net\0"), /* no namespaces field */
+		ARGS("ns=\0/w\0"),
+		ARGS("ns=-1\0/w\0"),
+		ARGS("ns=10zz\0/w\0"),
+		ARGS("ns=0\0"), /* no command line */
+		ARGS("ns=0\0/w"), /* cut */
+#undef ARGS
+	};
+	sm_error *err = NULL;
+	struct sm_vm *a = made_vm("rs", dead_pid(), true, &err);
+	char path[400];
+
+	cr_assert(a, "%s", sm_error_string(err));
+	snprintf(path, sizeof(path), "%s/worker.args", a->dir);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		FILE *f = fopen(path, "w");
+		cr_assert(f);
+		cr_assert(fwrite(bad[i].text, 1, bad[i].len, f) == bad[i].len && fclose(f) == 0);
+		sm_vm *vm = sm_vm_attach("rs", &err);
+		cr_assert(vm, "%s", sm_error_string(err));
+		cr_expect(sm_vm_restart(vm, &err) < 0, "case %zu restarted", i);
+		cr_expect(err && strstr(sm_error_string(err), "malformed") && strstr(sm_error_string(err), path),
+			  "case %zu: %s", i, sm_error_string(err));
+		sm_error_free(err), err = NULL;
+		sm_vm_free(vm);
+	}
+	vm_discard(a);
+}
+
 /* meta.json is written by the library but lives in a directory the user can edit: hostile input. */
 Test(api_vm, hostile_metadata)
 {

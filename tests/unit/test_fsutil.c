@@ -1,13 +1,20 @@
-/* The durable write (src/base/fsutil.c): replaces whole, or not at all, and leaves no temp behind. */
+/*
+ * src/base/fsutil.c: the durable write replaces whole, or not at all, and
+ * leaves no temp behind; flat directories are emptied, removed and
+ * measured without descending or following a symlink.
+ */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fsutil.h"
@@ -142,4 +149,148 @@ Test(fsutil, install_and_rename)
 	cr_expect_eq(durable_rename(sub, moved), 0);
 	cr_expect_eq(fsync_dir(moved), 0);
 	cr_expect_eq(fsync_dir_of(moved), 0);
+}
+
+/* ---- flat directories: emptied, removed and measured without descending or following ---- */
+
+static void put(const char *name, const char *text)
+{
+	char p[256];
+	FILE *f;
+
+	path_in(p, sizeof(p), name);
+	f = fopen(p, "w");
+	cr_assert_not_null(f, "%s", p);
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+static void mk(const char *name)
+{
+	char p[256];
+
+	path_in(p, sizeof(p), name);
+	cr_assert_eq(mkdir(p, 0700), 0, "%s", p);
+}
+
+static bool exists(const char *name)
+{
+	char p[256];
+	struct stat st;
+
+	path_in(p, sizeof(p), name);
+	return lstat(p, &st) == 0;
+}
+
+/* flat/ with a file, symlinks to a file and a directory outside it, an empty subdirectory. */
+static void flat_dir(void)
+{
+	char p[256], t[256];
+
+	mk("flat");
+	mk("outside");
+	mk("flat/jail");
+	put("flat/meta.json", "{}");
+	put("outside/kept", "kept");
+	path_in(t, sizeof(t), "outside/kept"), path_in(p, sizeof(p), "flat/to-file");
+	cr_assert_eq(symlink(t, p), 0);
+	path_in(t, sizeof(t), "outside"), path_in(p, sizeof(p), "flat/to-dir");
+	cr_assert_eq(symlink(t, p), 0);
+}
+
+Test(fsutil, remove_flat_takes_links_not_their_targets)
+{
+	char p[256], failed[256] = "";
+
+	flat_dir();
+	path_in(p, sizeof(p), "flat");
+	cr_expect_eq(dir_remove_flat(p, failed, sizeof(failed)), 0, "%s", failed);
+	cr_expect(!exists("flat"), "the directory stayed");
+	cr_expect(exists("outside") && exists("outside/kept"), "a symlink's target was removed");
+	expect_content(strcat(strcpy(p, dir), "/outside/kept"), "kept");
+}
+
+Test(fsutil, remove_flat_leaves_a_full_subdirectory_and_names_it)
+{
+	char p[256], want[256], failed[256] = "";
+
+	flat_dir();
+	mk("flat/sub");
+	put("flat/sub/deep", "deep");
+	path_in(p, sizeof(p), "flat");
+	int rc = dir_remove_flat(p, failed, sizeof(failed));
+	cr_expect(rc == -ENOTEMPTY || rc == -EEXIST, "rc %d", rc);
+	path_in(want, sizeof(want), "flat/sub");
+	cr_expect_str_eq(failed, want);
+	cr_expect(exists("flat/sub/deep"), "it descended into a subdirectory");
+	cr_expect(!exists("flat/meta.json") && !exists("flat/jail") && !exists("flat/to-dir"),
+		  "the rest was not removed");
+	cr_expect(exists("outside/kept"));
+}
+
+Test(fsutil, remove_flat_refuses_a_missing_dir_and_a_symlink)
+{
+	char p[256], t[256], failed[256] = "";
+
+	path_in(p, sizeof(p), "nothing");
+	cr_expect_eq(dir_remove_flat(p, failed, sizeof(failed)), -ENOENT);
+	cr_expect_str_eq(failed, p);
+	flat_dir();
+	path_in(t, sizeof(t), "outside"), path_in(p, sizeof(p), "link");
+	cr_assert_eq(symlink(t, p), 0);
+	cr_expect_lt(dir_remove_flat(p, failed, sizeof(failed)), 0, "emptied a directory through a symlink");
+	cr_expect_str_eq(failed, p);
+	cr_expect(exists("outside/kept") && exists("link"));
+	int rc = dir_remove_flat(p, NULL, 0); /* no place for the path is fine */
+	cr_expect(rc == -ELOOP || rc == -ENOTDIR, "rc %d", rc);
+}
+
+Test(fsutil, empty_at_keeps_the_directory)
+{
+	char p[256], failed[256] = "";
+
+	flat_dir();
+	path_in(p, sizeof(p), "flat");
+	int fd = open(p, O_RDONLY | O_DIRECTORY);
+	cr_assert_geq(fd, 0);
+	cr_expect_eq(dir_empty_at(fd, p, failed, sizeof(failed)), 0, "%s", failed);
+	close(fd);
+	cr_expect_eq(entries(p), 0);
+	cr_expect(exists("outside/kept"));
+}
+
+Test(fsutil, usage_counts_regular_files_here_only)
+{
+	char p[256];
+	struct dir_usage u = { .files = 0 };
+	struct timespec old[2] = { { .tv_sec = 1000 }, { .tv_sec = 1000 } };
+
+	flat_dir();
+	put("flat/a.ext4", "0123456789");
+	mk("flat/sub");
+	put("flat/sub/deep.ext4", "deep");
+	path_in(p, sizeof(p), "flat");
+	cr_assert_eq(dir_usage_add(p, NULL, &u), 0);
+	cr_expect_eq(u.files, 2, "%llu files: links, subdirectories or their content counted",
+		     (unsigned long long)u.files);
+	cr_expect_gt(u.bytes, 0);
+	cr_expect_geq(u.newest, time(NULL) - 60);
+
+	struct dir_usage s = { .files = 0 };
+	cr_assert_eq(dir_usage_add(p, ".ext4", &s), 0);
+	cr_expect_eq(s.files, 1);
+	cr_expect_leq(s.bytes, u.bytes);
+	cr_assert_eq(dir_usage_add(p, ".ext4", &s), 0);
+	cr_expect_eq(s.files, 2, "a second directory adds to the first");
+
+	/* newest: the directory itself counts, as files come and go in it */
+	struct dir_usage n = { .files = 0 };
+	path_in(p, sizeof(p), "outside/kept");
+	cr_assert_eq(utimensat(AT_FDCWD, p, old, AT_SYMLINK_NOFOLLOW), 0);
+	path_in(p, sizeof(p), "outside");
+	cr_assert_eq(utimensat(AT_FDCWD, p, old, AT_SYMLINK_NOFOLLOW), 0);
+	cr_assert_eq(dir_usage_add(p, NULL, &n), 0);
+	cr_expect_eq(n.newest, 1000);
+	path_in(p, sizeof(p), "nothing");
+	cr_expect_eq(dir_usage_add(p, NULL, &n), -ENOENT);
 }
