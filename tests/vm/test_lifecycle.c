@@ -254,8 +254,6 @@ Test(lifecycle, logs_follow_restart_on_failure_and_rm_force)
 	char *out = NULL, *err = NULL;
 	int rc;
 
-	/* failed once in CI (a VM listed after rm -f: a watcher's write raced the removal, now under its lock) */
-	fx_long_only("the fix for its rm -f race has not yet run in tests/nested");
 
 	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "ticker", IMAGE, "sh", "-c",
 					       "for i in 1 2 3; do echo tick-$i; sleep 1; done", NULL });

@@ -36,6 +36,7 @@
 
 #define SECRET "HOST-SECRET"
 #define MANY 3000
+#define HOLD_PID_FILE "/tmp/sm-fsprobe-hold.pid" /* the fixture's busybox has no pkill */
 
 static int fails;
 
@@ -278,8 +279,12 @@ static int hold(const char *file, const char *out)
 	if (fd < 0)
 		return perror(file), 1;
 	signal(SIGUSR1, on_usr1);
-	if (fork() > 0)
-		return printf("ok holding\n"), 0; /* the exec ends; the child keeps the descriptor */
+	pid_t child = fork();
+	if (child > 0) { /* the exec ends; the child keeps the descriptor, its pid in HOLD_PID_FILE */
+		char pid[24];
+		snprintf(pid, sizeof(pid), "%d\n", (int)child);
+		return put(HOLD_PID_FILE, pid, O_TRUNC) < 0 ? 1 : (printf("ok holding\n"), 0);
+	}
 	setsid();
 	while (!go)
 		pause();
