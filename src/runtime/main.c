@@ -35,7 +35,9 @@ static void log_line(const char *level, const char *fmt, va_list ap)
 	FILE *f;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	fprintf(stderr, "supermachine-runtime: %s%s\n", strcmp(level, "error") ? "warning: " : "", msg);
+	/* under the shim create's stderr is the container's own: a warning there would be in its output */
+	if (strcmp(level, "error") == 0 || !g_log || !g_log->log)
+		fprintf(stderr, "supermachine-runtime: %s%s\n", strcmp(level, "error") ? "warning: " : "", msg);
 	if (!g_log || !g_log->log || !(f = fopen(g_log->log, "ae")))
 		return;
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -81,7 +83,7 @@ static void usage(FILE *out)
 		"\n"
 		"Global options:\n"
 		"  --root DIR           container state (default " RT_DEFAULT_ROOT ")\n"
-		"  --log FILE           also write errors there\n"
+		"  --log FILE           also write errors there, and warnings only there\n"
 		"  --log-format text|json\n"
 		"  --systemd-cgroup, --debug  accepted, no effect\n"
 		"\n"
