@@ -256,7 +256,7 @@ static int prepare_dir(const struct globals *g, const char *id, struct rt_state 
 	snprintf(st->id, sizeof(st->id), "%s", id);
 	if ((size_t)snprintf(st->dir, sizeof(st->dir), "%s/%s", g->root, id) >= sizeof(st->dir))
 		return rt_error("--root %s: too long", g->root), -1;
-	if (mkdir(g->root, 0711) < 0 && errno != EEXIST)
+	if (rt_mkdir_parents(g->root, 0711) < 0)
 		return rt_error("--root %s: %s", g->root, strerror(errno)), -1;
 	if (mkdir(st->dir, 0700) < 0)
 		return rt_error("create %s: %s", id, errno == EEXIST ? "a container with that ID already exists" : strerror(errno)), -1;

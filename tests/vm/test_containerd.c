@@ -106,7 +106,7 @@ static void teardown(void)
 	tmp = NULL;
 }
 
-TestSuite(containerd, .init = setup, .fini = teardown, .timeout = 1500);
+TestSuite(containerd, .init = setup, .fini = teardown, .timeout = 600);
 
 /* ctr run --rm under the runc shim with BINARY as its runc; out/err captured. */
 static int ctr_run(const char *binary, const char *id, char **out, char **err, const char *cmd)
