@@ -35,7 +35,9 @@ static void log_line(const char *level, const char *fmt, va_list ap)
 	FILE *f;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	fprintf(stderr, "supermachine-runtime: %s%s\n", strcmp(level, "error") ? "warning: " : "", msg);
+	/* under the shim create's stderr is the container's own: a warning there would be in its output */
+	if (strcmp(level, "error") == 0 || !g_log || !g_log->log)
+		fprintf(stderr, "supermachine-runtime: %s%s\n", strcmp(level, "error") ? "warning: " : "", msg);
 	if (!g_log || !g_log->log || !(f = fopen(g_log->log, "ae")))
 		return;
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -81,7 +83,7 @@ static void usage(FILE *out)
 		"\n"
 		"Global options:\n"
 		"  --root DIR           container state (default " RT_DEFAULT_ROOT ")\n"
-		"  --log FILE           also write errors there\n"
+		"  --log FILE           also write errors there, and warnings only there\n"
 		"  --log-format text|json\n"
 		"  --systemd-cgroup, --debug  accepted, no effect\n"
 		"\n"
@@ -254,7 +256,7 @@ static int prepare_dir(const struct globals *g, const char *id, struct rt_state 
 	snprintf(st->id, sizeof(st->id), "%s", id);
 	if ((size_t)snprintf(st->dir, sizeof(st->dir), "%s/%s", g->root, id) >= sizeof(st->dir))
 		return rt_error("--root %s: too long", g->root), -1;
-	if (mkdir(g->root, 0711) < 0 && errno != EEXIST)
+	if (rt_mkdir_parents(g->root, 0711) < 0)
 		return rt_error("--root %s: %s", g->root, strerror(errno)), -1;
 	if (mkdir(st->dir, 0700) < 0)
 		return rt_error("create %s: %s", id, errno == EEXIST ? "a container with that ID already exists" : strerror(errno)), -1;

@@ -93,6 +93,8 @@ rt_status rt_state_status(const struct rt_state *st);
 const char *rt_status_name(rt_status s);
 /* The runtime-spec state object, as `state` prints it; free(). */
 char *rt_state_json(const struct rt_state *st);
+/* mkdir -p: path and its missing parents (containerd and dockerd give a --root whose parent may not exist yet). */
+int rt_mkdir_parents(const char *path, mode_t mode);
 /* Removes ROOT/ID and everything in it. */
 int rt_state_remove(const char *dir);
 /* Writes text to path through a temporary file and a rename, so a reader never sees half of it. */

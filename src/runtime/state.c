@@ -185,6 +185,23 @@ char *rt_state_json(const struct rt_state *st)
 	return text;
 }
 
+int rt_mkdir_parents(const char *path, mode_t mode)
+{
+	char p[PATH_MAX];
+
+	if ((size_t)snprintf(p, sizeof(p), "%s", path) >= sizeof(p))
+		return errno = ENAMETOOLONG, -1;
+	for (char *c = p + 1; *c; c++) {
+		if (*c != '/')
+			continue;
+		*c = 0;
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return -1;
+		*c = '/';
+	}
+	return mkdir(p, mode) < 0 && errno != EEXIST ? -1 : 0;
+}
+
 int rt_state_remove(const char *dir)
 {
 	DIR *d = opendir(dir);

@@ -191,6 +191,20 @@ static int rt_run(char *out, size_t cap, const char *args)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The first cap-1 bytes of path, NUL-terminated; how many, or -1. */
+static ssize_t read_file(const char *path, char *out, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return -1;
+	n = fread(out, 1, cap - 1, f);
+	out[n] = 0;
+	fclose(f);
+	return (ssize_t)n;
+}
+
 static bool root_empty(void)
 {
 	char cmd[200];
@@ -272,6 +286,30 @@ Test(runtime, sandbox_lifecycle)
 	cr_expect_not_null(strstr(out, "\"stopped\""), "%s", out);
 	cr_expect_eq(rt_run(out, sizeof(out), "delete pod1"), 0, "%s", out);
 	cr_expect(root_empty());
+}
+
+/* With --log a warning goes there only: under the shim, create's stderr is the container's.
+ * A --root whose parents do not exist is made, as runc makes it. */
+Test(runtime, warnings_to_the_log_only_and_a_new_root)
+{
+	char out[4096], args[600], path[200];
+
+	write_config("{\"ociVersion\":\"1.0\",\"root\":{\"path\":\"rootfs\"},\"process\":{\"args\":[\"/pause\"],\"cwd\":\"/\"},"
+		     "\"mounts\":[{\"destination\":\"/run\",\"type\":\"tmpfs\",\"source\":\"tmpfs\"}],"
+		     "\"annotations\":{\"io.kubernetes.cri.container-type\":\"sandbox\"}}");
+	/* the supervisor keeps create's stdio: files, not a pipe that would stay open; dockerd's --root
+	 * (EXEC_ROOT/runtime-NAME/moby) does not exist yet */
+	snprintf(args, sizeof(args), "--root '%s/new/root' --log '%s/log' create --bundle '%s' pod2 < /dev/null > /dev/null 2>'%s/err'",
+		 tmp, tmp, bundle, tmp);
+	cr_expect_eq(rt_run(out, sizeof(out), args), 0, "%s", out);
+	snprintf(path, sizeof(path), "%s/err", tmp);
+	cr_expect(read_file(path, out, sizeof(out)) == 0 && !out[0], "stderr: %s", out);
+	snprintf(path, sizeof(path), "%s/log", tmp);
+	cr_expect(read_file(path, out, sizeof(out)) > 0 && strstr(out, "/run (tmpfs) is not applied"), "log: %s", out);
+	snprintf(args, sizeof(args), "--root '%s/new/root' delete --force pod2", tmp);
+	cr_expect_eq(rt_run(out, sizeof(out), args), 0, "%s", out);
+	snprintf(path, sizeof(path), "%s/new/root", tmp);
+	cr_expect_eq(rmdir(path), 0, "state left under the new --root");
 }
 
 /* What a crashed create leaves (a directory without state.json) goes with delete --force. */
