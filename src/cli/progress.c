@@ -3,6 +3,7 @@
 
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BAR_WIDTH 20
 #define REDRAW_S 0.1 /* a terminal is redrawn at most this often, but at once on a layer's end */
@@ -191,4 +192,21 @@ void cli_progress_finish(struct cli_progress *v)
 		draw(v, v->clock());
 	if (!v->tty)
 		fflush(v->out);
+}
+
+sm_oci_image *cli_pull_shown(const char *source, sm_pull_config *cfg, bool quiet, sm_error **err)
+{
+	struct cli_progress view;
+	sm_oci_image *img;
+
+	cli_progress_init(&view, stderr, isatty(STDERR_FILENO), NULL);
+	if (!quiet) {
+		cfg->progress = cli_progress_report;
+		cfg->progress_opaque = &view;
+	}
+	img = sm_oci_pull(source, cfg, err);
+	cli_progress_finish(&view);
+	cfg->progress = NULL;
+	cfg->progress_opaque = NULL;
+	return img;
 }

@@ -43,4 +43,7 @@ int cli_progress_report(const sm_pull_progress *p, void *opaque);
 /* The last drawing, whole (a terminal's bars at their final state). */
 void cli_progress_finish(struct cli_progress *v);
 
+/* sm_oci_pull with this view on stderr (bars on a terminal), or none when quiet. */
+sm_oci_image *cli_pull_shown(const char *source, sm_pull_config *cfg, bool quiet, sm_error **err);
+
 #endif

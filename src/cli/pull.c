@@ -131,7 +131,6 @@ int cmd_pull(int argc, char **argv)
 	};
 	sm_pull_config opts = SM_PULL_CONFIG_INIT;
 	struct cli_bake_opts bake = { .network = true }; /* as run: outbound NAT unless --net none */
-	struct cli_progress view;
 	sm_oci_image *img = NULL;
 	sm_error *err = NULL;
 	bool quiet = false;
@@ -175,13 +174,7 @@ int cmd_pull(int argc, char **argv)
 		return 2;
 	}
 	bake.quiet = quiet;
-	cli_progress_init(&view, stderr, isatty(STDERR_FILENO), NULL);
-	if (!quiet) {
-		opts.progress = cli_progress_report;
-		opts.progress_opaque = &view;
-	}
-	img = sm_oci_pull(argv[optind], &opts, &err);
-	cli_progress_finish(&view);
+	img = cli_pull_shown(argv[optind], &opts, quiet, &err);
 	if (img) {
 		const char *name = sm_oci_image_name(img), *rootfs = sm_oci_image_rootfs(img);
 		if (quiet && !bake.name)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/cli_vm.h"
+#include "cli/progress.h"
 
 #define RUN_MAX_VOLUMES 8
 #define RUN_MAX_ENV_FILES 16
@@ -45,6 +46,7 @@ struct run_opts {
 	uint32_t memory_mib;
 	unsigned vcpus;
 	const char *image;
+	const char *pull;      /* --pull: missing (default), always or never */
 	char **cmd; /* NULL: the image's */
 	char **cmd_owned; /* cmd as --entrypoint made it */
 };
@@ -81,6 +83,8 @@ static void run_usage(FILE *out)
 		"                       times); not with --rm, nor for a snapshot\n"
 		"  --stop-timeout SECONDS\n"
 		"                       grace a later 'stop' gives before it kills (default 10)\n"
+		"  --pull POLICY        missing (default: pull IMAGE when the store has no such\n"
+		"                       image or snapshot, as docker does), always, or never\n"
 		"  --init               accepted for docker's sake: supermachine's own /init is\n"
 		"                       always PID 1, reaping zombies and forwarding signals\n"
 		"  -i, --interactive    stream stdin to the command\n"
@@ -211,7 +215,7 @@ static int run_entrypoint(struct run_opts *o)
 
 /* The long options without a letter. */
 enum run_opt { OPT_RM = 256, OPT_MEMORY, OPT_VCPUS, OPT_NET, OPT_NO_NET, OPT_NETWORK, OPT_ENV_FILE, OPT_ENTRYPOINT,
-	       OPT_MOUNT, OPT_NAME, OPT_RESTART, OPT_STOP_TIMEOUT, OPT_INIT };
+	       OPT_MOUNT, OPT_NAME, OPT_RESTART, OPT_STOP_TIMEOUT, OPT_INIT, OPT_PULL };
 
 /* --name, --restart, --stop-timeout: 0, or -1 said on stderr. */
 static int run_lifecycle_opt(struct run_opts *o, int c, const char *arg)
@@ -265,6 +269,41 @@ static int run_restart_check(const struct run_opts *o)
 	return 0;
 }
 
+/*
+ * --pull: an image the store lacks is pulled first, with pull's progress
+ * on stderr, as `docker run` does; "always" pulls again (a moved tag),
+ * "never" leaves the start to say it is missing.
+ */
+static int run_pull(const struct run_opts *o)
+{
+	sm_pull_config pc = SM_PULL_CONFIG_INIT;
+	const char *policy = o->pull ? o->pull : "missing";
+	sm_error *err = NULL;
+	sm_oci_image *img;
+
+	if (strcmp(policy, "never") == 0)
+		return 0;
+	if (strcmp(policy, "missing") == 0) {
+		img = sm_oci_image_get(o->image, &err);
+		if (img || sm_error_code(err) != SM_E_NOT_FOUND) {
+			sm_oci_image_free(img); /* another error: the start says it, with its context */
+			sm_error_free(err);
+			return 0;
+		}
+		sm_error_free(err);
+		err = NULL;
+		fprintf(stderr, "Unable to find image '%s' in the store: pulling it\n", o->image);
+	}
+	img = cli_pull_shown(o->image, &pc, false, &err);
+	if (!img) {
+		fprintf(stderr, "supermachine: run: pull %s: %s\n", o->image, sm_error_string(err));
+		sm_error_free(err);
+		return -1;
+	}
+	sm_oci_image_free(img);
+	return 0;
+}
+
 /* 0 parsed, 1 --help shown, -1 bad usage (said on stderr). */
 static int run_parse(int argc, char **argv, struct run_opts *o)
 {
@@ -281,6 +320,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{ "mount", required_argument, NULL, OPT_MOUNT },
 		{ "name", required_argument, NULL, OPT_NAME }, { "restart", required_argument, NULL, OPT_RESTART },
 		{ "stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT }, { "init", no_argument, NULL, OPT_INIT },
+		{ "pull", required_argument, NULL, OPT_PULL },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long v;
@@ -343,6 +383,13 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case OPT_ENTRYPOINT: o->entrypoint = optarg; break;
 		case OPT_INIT: break; /* always so */
+		case OPT_PULL:
+			if (strcmp(optarg, "missing") && strcmp(optarg, "always") && strcmp(optarg, "never")) {
+				fprintf(stderr, "supermachine: run: --pull '%s': want missing, always or never\n", optarg);
+				return -1;
+			}
+			o->pull = optarg;
+			break;
 		case OPT_NAME:
 		case OPT_RESTART:
 		case OPT_STOP_TIMEOUT:
@@ -363,6 +410,8 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 	if (optind + 1 < argc)
 		o->cmd = argv + optind + 1;
 	o->snapshot = sm_snapshot_exists(o->image);
+	if (!o->snapshot && run_pull(o) < 0)
+		return -1;
 	if (o->snapshot && !o->net_given)
 		o->net = false; /* the snapshot's own setting: a restore refuses only to add a network */
 	if (o->entrypoint && run_entrypoint(o) < 0)

@@ -154,7 +154,18 @@ Test(lifecycle, exit_codes_as_docker)
 	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "--rm", IMAGE, "/etc/motd", NULL });
 	cr_expect_eq(rc, 126, "not executable: %d: %s", rc, s(err));
 	free(out), free(err);
-	expect_failure((const char *[]){ "run", "--rm", "no-such-image-here", NULL }, 125, "no-such-image-here");
+	expect_failure((const char *[]){ "run", "--rm", "--pull", "never", "no-such-image-here", NULL }, 125,
+		       "no-such-image-here");
+	expect_failure((const char *[]){ "run", "--rm", "--pull", "sometimes", IMAGE, NULL }, 125,
+		       "--pull 'sometimes': want missing, always or never");
+	/* an image the store lacks is pulled first, as docker run does */
+	char other[4300];
+	snprintf(other, sizeof(other), "oci:%s/layout:busybox", fx_images());
+	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "--rm", other, "echo", "pulled", NULL });
+	cr_expect_eq(rc, 0, "run of an image not yet pulled: %d: %s", rc, s(err));
+	cr_expect_str_eq(s(out), "pulled\n");
+	cr_expect(strstr(s(err), "Unable to find image"), "run said nothing of the pull: %s", s(err));
+	free(out), free(err);
 	rc = fx_cli_run(&out, &err, (const char *[]){ "run", "-d", "--name", "xc", IMAGE, "sleep", "600", NULL });
 	cr_assert_eq(rc, 0, "run -d: %s", s(err));
 	free(out), free(err);
