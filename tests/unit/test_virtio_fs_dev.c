@@ -4,13 +4,15 @@
  * request queue), requests split over several buffers on the request
  * queue, FORGET on hiprio with no reply buffer, a chain too short for a
  * FUSE header failing the device, and a snapshot that only restores into
- * the same mount (tag, read-only-ness, policy).
+ * the same mount (tag, read-only-ness, policy), and a descriptor limit
+ * raised for the whole node table.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "devices/virtio/fs.h"
@@ -201,4 +203,23 @@ Test(virtio_fs_dev, a_snapshot_restores_only_into_the_same_mount)
 	cr_expect_lt(restore_into(other, msg, sizeof(msg)), 0);
 	cr_expect(strstr(msg, "symlinks=deny given; at the capture: read-only no, symlinks=opaque"), "%s", msg);
 	virtio_dev_free(other);
+}
+
+/* A guest caches every file it creates, each an fd here: a low limit is raised for the whole node table. */
+Test(virtio_fs_dev, room_for_every_node_where_the_limit_can_be_raised)
+{
+	struct rlimit low = { 1024, 1024 }, rl;
+	struct virtio_dev *more;
+
+	struct rlimit up = { VIRTIO_FS_MAX_NODES + VIRTIO_FS_MAX_HANDLES, VIRTIO_FS_MAX_NODES + VIRTIO_FS_MAX_HANDLES };
+	if (setrlimit(RLIMIT_NOFILE, &up) < 0)
+		cr_skip_test("raising RLIMIT_NOFILE's hard limit needs CAP_SYS_RESOURCE: %s", strerror(errno));
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	more = make("more", false, VIRTIO_FS_SYMLINKS_OPAQUE);
+	cr_assert_not_null(more);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	cr_expect_geq(rl.rlim_cur, (rlim_t)VIRTIO_FS_MAX_NODES + VIRTIO_FS_MAX_HANDLES,
+		      "RLIMIT_NOFILE %llu: the guest would get EMFILE after that many cached files",
+		      (unsigned long long)rl.rlim_cur);
+	virtio_dev_free(more);
 }

@@ -343,12 +343,23 @@ int virtio_fs_open_root(const char *dir)
 	return fd < 0 ? -errno : fd;
 }
 
-/* One O_PATH fd per node the guest holds: let the worker have as many as the host allows. */
+/*
+ * One O_PATH fd per node the guest holds (a guest that creates 10 000
+ * files keeps them all cached): room for a device's whole node and handle
+ * tables where the worker may raise its hard limit (root, as virtiofsd
+ * does), else as many as the hard limit allows. Past it the guest gets
+ * EMFILE, never more.
+ */
 static void raise_fd_limit(void)
 {
+	const rlim_t want = (rlim_t)VIRTIO_FS_MAX_NODES + VIRTIO_FS_MAX_HANDLES + 1024;
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_max < want && setrlimit(RLIMIT_NOFILE, &(struct rlimit){ want, want }) == 0)
+		return; /* fails without CAP_SYS_RESOURCE, or past fs.nr_open */
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
