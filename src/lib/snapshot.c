@@ -2,7 +2,7 @@
  * Snapshots: where they live, the checks before a restore, capture
  * (sm_vm_snapshot), restore (sm_vm_restore), reset and removal (listing
  * is snapshot_list.c). The worker writes and loads state and memory
- * (control "snapshot DIR", --restore DIR, control "reset"); this file
+ * (control "snapshot-fd" with DIR's descriptor, --restore DIR, control "reset"); this file
  * owns metadata.json, the atomic directory, and the per-clone clock,
  * entropy and balloon target.
  */
@@ -362,14 +362,20 @@ static int capture_fill(struct sm_vm *vm, const char *tmp, struct snap_meta *m, 
 static int capture_into(struct sm_vm *vm, const char *tmp, struct snap_meta *m, const struct snapshot_extra *x,
 			sm_error **err)
 {
-	char req[4300], reply[512], path[4300];
+	char reply[512], path[4300];
+	int dirfd, rc;
 
 	/* the guest's disks synced; page cache stays warm */
 	if (agent_quiesce(&vm->target, 0, err) < 0)
 		return -1;
-	snprintf(req, sizeof(req), WORKER_CTL_SNAPSHOT " %s", tmp);
-	if (vm_control_timeout(vm, req, reply, sizeof(reply), SNAP_CAPTURE_TIMEOUT_MS, err) < 0)
-		return -1;
+	/* by descriptor: a jailed worker's root has no path to tmp */
+	dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return sm_error_set(err, SM_E_IO, errno, "open %s", tmp), -1;
+	rc = vm_control_fd(vm, WORKER_CTL_SNAPSHOT_FD, dirfd, reply, sizeof(reply), SNAP_CAPTURE_TIMEOUT_MS, err);
+	close(dirfd);
+	if (rc < 0)
+		return sm_error_wrap(err, "capture into %s", tmp), -1;
 	if (capture_fill(vm, tmp, m, x, err) < 0)
 		return -1;
 	/*

@@ -185,6 +185,38 @@ int vm_control(const struct sm_vm *vm, const char *req, char *reply, size_t len,
 int vm_control_timeout(const struct sm_vm *vm, const char *req, char *reply, size_t len, int timeout_ms,
 		       sm_error **err)
 {
+	return vm_control_fd(vm, req, -1, reply, len, timeout_ms, err);
+}
+
+/* req and its newline in one message, with fd (SCM_RIGHTS) when there is one. */
+static int control_send(int sock, const char *req, int fd)
+{
+	char line[WORKER_CTL_LINE_MAX + 2];
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	int n = snprintf(line, sizeof(line), "%s\n", req);
+	struct iovec iov = { line, (size_t)n };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return errno = EMSGSIZE, -1;
+	if (fd >= 0) {
+		memset(&ctl, 0, sizeof(ctl));
+		m.msg_control = ctl.buf;
+		m.msg_controllen = sizeof(ctl.buf);
+		CMSG_FIRSTHDR(&m)->cmsg_level = SOL_SOCKET;
+		CMSG_FIRSTHDR(&m)->cmsg_type = SCM_RIGHTS;
+		CMSG_FIRSTHDR(&m)->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), &fd, sizeof(fd));
+	}
+	return sendmsg(sock, &m, MSG_NOSIGNAL) == n ? 0 : -1;
+}
+
+int vm_control_fd(const struct sm_vm *vm, const char *req, int fd_out, char *reply, size_t len, int timeout_ms,
+		  sm_error **err)
+{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
 	struct worker_reply r;
@@ -202,7 +234,7 @@ int vm_control_timeout(const struct sm_vm *vm, const char *req, char *reply, siz
 		sm_error_set(err, SM_E_IO, errno, "connect %s", vm->control);
 		goto out;
 	}
-	if (dprintf(fd, "%s\n", req) < 0) {
+	if (control_send(fd, req, fd_out) < 0) {
 		sm_error_set(err, SM_E_IO, errno, "send '%s' to %s", req, vm->control);
 		goto out;
 	}

@@ -166,6 +166,9 @@ int vm_control(const struct sm_vm *vm, const char *req, char *reply, size_t len,
 /* The same, waiting up to timeout_ms for the answer (a capture writes all of RAM). */
 int vm_control_timeout(const struct sm_vm *vm, const char *req, char *reply, size_t len, int timeout_ms,
 		       sm_error **err);
+/* vm_control_timeout() sending fd with the request (SCM_RIGHTS) when it is not -1; fd stays the caller's. */
+int vm_control_fd(const struct sm_vm *vm, const char *req, int fd, char *reply, size_t len, int timeout_ms,
+		  sm_error **err);
 
 /* ---- the worker process (vm.c), shared with snapshot.c ---- */
 
@@ -201,7 +204,6 @@ struct vm_machine {
 /* What a jailed launch adds to the worker's command line and to its start. */
 struct vm_jail {
 	char root[VM_PATH_MAX + 8];
-	char snapshots[4200];       /* the store's snapshots directory, bound into the jail */
 	unsigned long namespaces;   /* 0: no jail */
 };
 
@@ -213,7 +215,7 @@ struct vm_jail {
 int vm_jail_prepare(struct sm_vm *vm, struct worker_launch *l, struct vm_jail *j, sm_error **err);
 /*
  * The store's snapshots directory into out, made if missing (in
- * vm_jail.c: the jail binds it, snapshot.c names snapshots in it).
+ * vm_jail.c; snapshot.c and snapshot_list.c name snapshots in it).
  */
 int snapshot_base(char *out, size_t len, sm_error **err);
 /* Whether a worker started now would be jailed: root, and SUPERMACHINE_JAIL=1. */

@@ -3,7 +3,7 @@
  * The library decides, the launcher starts the worker in new namespaces
  * (worker_jail_clone_flags()), and the worker jails itself once its files
  * are open (src/vmm/jail.c). Here: whether to, which ids, which root and
- * which directories the worker still writes into (the store's snapshots).
+ * what of the runtime directory the jail's uid may reach.
  */
 #include "lib/vm.h"
 
@@ -18,9 +18,7 @@
 #include "oci/oci.h"
 
 /*
- * Opt-in (SUPERMACHINE_JAIL=1) until a jailed worker can do all an
- * unjailed one does: a capture into any directory and guest-initiated
- * vsock connections need paths the jail does not hold yet
+ * Opt-in (SUPERMACHINE_JAIL=1) until every vm test has run jailed
  * (docs/security.md, "Limits of this version").
  */
 bool vm_jail_wanted(void)
@@ -77,6 +75,19 @@ int snapshot_base(char *out, size_t len, sm_error **err)
 	return 0;
 }
 
+/*
+ * The jail's uid may search the runtime directory, not list it: guest
+ * connects reach RUNTIME_DIR/vsock.sock_PORT through a descriptor of it
+ * (virtio_vsock_connect_via). Its files are 0600 and its directories 0700,
+ * so the group's x is all the jail gets.
+ */
+static int jail_runtime_dir(const struct sm_vm *vm, uint32_t gid, sm_error **err)
+{
+	if (chown(vm->dir, (uid_t)-1, gid) < 0 || chmod(vm->dir, 0710) < 0)
+		return sm_error_set(err, SM_E_IO, errno, "jail: let gid %u search %s", (unsigned)gid, vm->dir), -1;
+	return 0;
+}
+
 int vm_jail_prepare(struct sm_vm *vm, struct worker_launch *l, struct vm_jail *j, sm_error **err)
 {
 	uint32_t uid = 0, gid = 0;
@@ -90,17 +101,10 @@ int vm_jail_prepare(struct sm_vm *vm, struct worker_launch *l, struct vm_jail *j
 	snprintf(j->root, sizeof(j->root), "%s/" VM_JAIL_DIR, vm->dir);
 	if (mkdir(j->root, 0700) < 0 && errno != EEXIST)
 		return sm_error_set(err, SM_E_IO, errno, "jail: create %s", j->root), -1;
-	if (snapshot_base(j->snapshots, sizeof(j->snapshots), err) < 0)
+	if (gid && jail_runtime_dir(vm, gid, err) < 0)
 		return -1;
-	/*
-	 * The jail's uid reaches a capture's NAME.partial-* directory (its
-	 * own, chowned) through snapshots/ itself: searchable by others, not
-	 * listable; the snapshots in it keep their own modes.
-	 */
-	if (uid && chmod(j->snapshots, 0711) < 0)
-		return sm_error_set(err, SM_E_IO, errno, "jail: make %s searchable", j->snapshots), -1;
-	l->jail = (struct worker_jail){ .root = j->root, .uid = uid, .gid = gid, .npaths = 1 };
-	l->jail.paths[0] = j->snapshots;
+	/* no paths: a capture's directory comes as a descriptor (snapshot.c) */
+	l->jail = (struct worker_jail){ .root = j->root, .uid = uid, .gid = gid };
 	j->namespaces = worker_jail_clone_flags(l);
 	vm->jailed = true;
 	vm->jail_uid = uid;

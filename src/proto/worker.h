@@ -156,6 +156,11 @@ extern const char worker_usage[];
 #define WORKER_CTL_NAME_MAX 64
 #define WORKER_CTL_STOP "stop"
 #define WORKER_CTL_SNAPSHOT "snapshot" /* ARGS: the directory to write */
+/*
+ * No ARGS: the directory to write comes with the line as a descriptor
+ * (SCM_RIGHTS), so a jailed worker writes where its root has no path.
+ */
+#define WORKER_CTL_SNAPSHOT_FD "snapshot-fd"
 #define WORKER_CTL_RESET "reset"
 #define WORKER_CTL_BALLOON "balloon"   /* no ARGS: the target and actual pages; ARGS: a new target */
 /*

@@ -16,6 +16,7 @@
 struct control_client {
 	struct control *ctl;
 	int fd;
+	int passed_fd;  /* a descriptor sent with its pending line (SCM_RIGHTS), or -1 */
 	char buf[CONTROL_LINE_MAX];
 	size_t len;
 };
@@ -33,6 +34,7 @@ struct control {
 	struct control_client *clients[CONTROL_MAX_CLIENTS];
 	struct control_cmd cmds[CONTROL_MAX_COMMANDS];
 	unsigned ncmds;
+	int dispatch_fd; /* the line being dispatched's descriptor, until a command takes it; or -1 */
 };
 
 static double ms_between(uint64_t from, uint64_t to)
@@ -152,6 +154,8 @@ static void client_drop(struct control_client *cl)
 			c->clients[i] = NULL;
 	evloop_del(c->vm->loop, cl->fd);
 	close(cl->fd);
+	if (cl->passed_fd >= 0)
+		close(cl->passed_fd);
 	free(cl);
 }
 
@@ -168,6 +172,27 @@ static bool client_reply(struct control_client *cl, const char *reply)
 	return send(cl->fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n;
 }
 
+int control_take_fd(struct control *c)
+{
+	int fd = c->dispatch_fd;
+
+	c->dispatch_fd = -1;
+	return fd;
+}
+
+/* One line, with the descriptor that came with it; one its command did not take is closed. */
+static void client_dispatch(struct control_client *cl, const char *line, char *reply, size_t len)
+{
+	struct control *c = cl->ctl;
+
+	c->dispatch_fd = cl->passed_fd;
+	cl->passed_fd = -1;
+	control_dispatch(c, line, reply, len);
+	if (c->dispatch_fd >= 0)
+		close(c->dispatch_fd);
+	c->dispatch_fd = -1;
+}
+
 /* Serves every complete line in the buffer. Returns false if the client must go. */
 static bool client_lines(struct control_client *cl)
 {
@@ -179,7 +204,7 @@ static bool client_lines(struct control_client *cl)
 		*nl = 0;
 		if (nl > start && nl[-1] == '\r')
 			nl[-1] = 0;
-		control_dispatch(cl->ctl, start, reply, sizeof(reply));
+		client_dispatch(cl, start, reply, sizeof(reply));
 		if (!client_reply(cl, reply))
 			return false;
 		start = nl + 1;
@@ -194,10 +219,46 @@ static bool client_lines(struct control_client *cl)
 	return true;
 }
 
+/*
+ * The descriptors in m: the last becomes the pending line's (one sent
+ * earlier and not yet used is closed, as are the others). A client
+ * can make us hold one descriptor at most.
+ */
+static void client_keep_fds(struct control_client *cl, struct msghdr *m)
+{
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(m); h; h = CMSG_NXTHDR(m, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(fd));
+			if (cl->passed_fd >= 0)
+				close(cl->passed_fd);
+			cl->passed_fd = fd;
+		}
+	}
+}
+
+static ssize_t client_recv(struct control_client *cl)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(CONTROL_MAX_PASSED_FDS * sizeof(int))];
+	} ctl;
+	struct iovec iov = { cl->buf + cl->len, sizeof(cl->buf) - cl->len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl) };
+	ssize_t n = recvmsg(cl->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+	if (n >= 0)
+		client_keep_fds(cl, &m);
+	return n;
+}
+
 static void client_readable(void *opaque, uint32_t events)
 {
 	struct control_client *cl = opaque;
-	ssize_t n = recv(cl->fd, cl->buf + cl->len, sizeof(cl->buf) - cl->len, MSG_DONTWAIT);
+	ssize_t n = client_recv(cl);
 
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
@@ -231,6 +292,7 @@ static void control_accept(void *opaque, uint32_t events)
 	}
 	cl->ctl = c;
 	cl->fd = fd;
+	cl->passed_fd = -1;
 	if (evloop_add(c->vm->loop, fd, EPOLLIN, client_readable, cl) < 0) {
 		close(fd);
 		free(cl);
@@ -298,6 +360,7 @@ struct control *control_open(struct vm *vm, const char *path, struct vmm_err *er
 	}
 	c->vm = vm;
 	c->listen_fd = -1;
+	c->dispatch_fd = -1;
 	control_register(c, "status", cmd_status, vm);
 	control_register(c, "stop", cmd_stop, vm);
 	control_register(c, "boot-time", cmd_boot_time, vm);

@@ -364,6 +364,22 @@ void vm_snapshot_control_save(void *opaque, const char *args, char *reply, size_
 		 (double)res.total_ns / 1e6);
 }
 
+void vm_snapshot_control_save_fd(struct vm_snapshot *s, int dirfd, char *reply, size_t len)
+{
+	char dir[32];
+	struct stat st;
+
+	if (dirfd < 0) {
+		snprintf(reply, len, "error usage: " WORKER_CTL_SNAPSHOT_FD " with the directory's descriptor");
+		return;
+	}
+	if (fstat(dirfd, &st) < 0 || !S_ISDIR(st.st_mode))
+		snprintf(reply, len, "error " WORKER_CTL_SNAPSHOT_FD ": the descriptor is not a directory");
+	else if (snprintf(dir, sizeof(dir), "/proc/self/fd/%d", dirfd) > 0)
+		vm_snapshot_control_save(s, dir, reply, len);
+	close(dirfd);
+}
+
 void vm_snapshot_control_reset(void *opaque, const char *args, char *reply, size_t len)
 {
 	struct vm_snapshot *s = opaque;

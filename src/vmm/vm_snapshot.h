@@ -88,6 +88,13 @@ int vm_snapshot_reset(struct vm_snapshot *s, struct vmm_err *err);
 /* Control commands (control_fn; opaque is the struct vm_snapshot):
  * "snapshot DIR" and "reset". */
 void vm_snapshot_control_save(void *opaque, const char *args, char *reply, size_t len);
+/*
+ * "snapshot-fd": as "snapshot DIR" into the directory open as dirfd (the
+ * request's descriptor, control_take_fd(); -1 when none came), which is
+ * closed. Reached as /proc/self/fd/N, so the durable writes keep their
+ * paths and the directory needs no path in a jailed worker's root.
+ */
+void vm_snapshot_control_save_fd(struct vm_snapshot *s, int dirfd, char *reply, size_t len);
 void vm_snapshot_control_reset(void *opaque, const char *args, char *reply, size_t len);
 
 #endif

@@ -329,6 +329,14 @@ static void cmd_usage(void *opaque, const char *args, char *reply, size_t len)
 				      (unsigned long long)sum[c]);
 }
 
+static void cmd_snapshot_fd(void *opaque, const char *args, char *reply, size_t len)
+{
+	struct worker *w = opaque;
+
+	(void)args;
+	vm_snapshot_control_save_fd(&w->snap, control_take_fd(w->control), reply, len);
+}
+
 static int control_setup(struct worker *w, struct vmm_err *err)
 {
 	if (!w->opt.control)
@@ -343,6 +351,7 @@ static int control_setup(struct worker *w, struct vmm_err *err)
 					 w->dev[i]);
 	/* Snapshots (docs/vmm.md). */
 	control_register(w->control, "snapshot", vm_snapshot_control_save, &w->snap);
+	control_register(w->control, WORKER_CTL_SNAPSHOT_FD, cmd_snapshot_fd, w);
 	control_register(w->control, "reset", vm_snapshot_control_reset, &w->snap);
 	w->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 	control_register(w->control, WORKER_CTL_USAGE, cmd_usage, w);
@@ -456,6 +465,19 @@ static int restore_setup(struct worker *w, const struct timespec *t0, struct vmm
  */
 _Static_assert(WORKER_JAIL_MAX_PATHS + 1 <= JAIL_MAX_BINDS, "the jail paths and resolv.conf fit the binds");
 
+/* Guest connects to host listeners through a descriptor of the vsock socket's directory. */
+static int jail_vsock(struct worker *w, struct vmm_err *err)
+{
+	for (unsigned i = 0; i < w->ndevs; i++) {
+		if (w->dev_kind[i]->control != virtio_vsock_control)
+			continue;
+		int rc = virtio_vsock_connect_via(w->dev[i]);
+		if (rc < 0)
+			return vmm_err_set(err, rc, "jail: open the directory of %s: %s", w->opt.vsock, strerror(-rc));
+	}
+	return 0;
+}
+
 static int worker_jail(struct worker *w, struct vmm_err *err)
 {
 	const struct worker_jail *j = &w->opt.jail;
@@ -476,7 +498,7 @@ static int worker_jail(struct worker *w, struct vmm_err *err)
 	for (unsigned i = 0; i < w->opt.ndisks; i++)
 		if (stat(w->opt.disks[i].path, &st) == 0 && (uint64_t)st.st_size > o.fsize)
 			o.fsize = (uint64_t)st.st_size;
-	return jail_apply(&o, err);
+	return jail_vsock(w, err) < 0 ? -1 : jail_apply(&o, err);
 }
 
 /* Everything up to the first KVM_RUN. Returns an exit status, or -1 to go on. */

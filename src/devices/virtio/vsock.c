@@ -224,6 +224,8 @@ static void vsock_close_fds(struct vsock_dev *v)
 		close(v->kick_fd);
 	if (v->spare_fd >= 0)
 		close(v->spare_fd);
+	if (v->connect_dir >= 0)
+		close(v->connect_dir);
 }
 
 static void vsock_destroy(struct virtio_dev *d)
@@ -233,6 +235,8 @@ static void vsock_destroy(struct virtio_dev *d)
 	vsock_kill_all(v);
 	vsock_free_dead(v);
 	vsock_close_fds(v);
+	if (v->connect_prefix != v->uds_path)
+		free(v->connect_prefix);
 	free(v->uds_path);
 	free(v->tx_chain);
 	free(v->rx_chain);
@@ -272,13 +276,13 @@ struct virtio_dev *virtio_vsock_create(const struct guest_mem *mem, struct evloo
 		return NULL;
 	v->loop = loop;
 	v->guest_cid = guest_cid;
-	v->listen_fd = v->epfd = v->timer_fd = v->kick_fd = v->spare_fd = -1;
+	v->listen_fd = v->epfd = v->timer_fd = v->kick_fd = v->spare_fd = v->connect_dir = -1;
 	v->next_local_port = VSOCK_LOCAL_PORT_FIRST;
 	vsock_limits_init(&v->lim, limits);
 	TAILQ_INIT(&v->conns);
 	TAILQ_INIT(&v->rxq);
 	TAILQ_INIT(&v->dead);
-	v->uds_path = strdup(uds_path);
+	v->uds_path = v->connect_prefix = strdup(uds_path);
 	v->tx_chain = malloc(sizeof(*v->tx_chain));
 	v->rx_chain = malloc(sizeof(*v->rx_chain));
 	v->iov = calloc(VIRTQ_MAX_CHAIN, sizeof(*v->iov));
@@ -306,6 +310,36 @@ void virtio_vsock_transport_reset(struct virtio_dev *d)
 	if (vsock_live(v))
 		vsock_event_process(v);
 	vsock_unlock(v);
+}
+
+int virtio_vsock_connect_via(struct virtio_dev *d)
+{
+	struct vsock_dev *v = vsock_of(d);
+	char dir[PATH_MAX], *prefix, *slash;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s", v->uds_path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = 0;
+	else if (slash)
+		*slash = 0;
+	fd = open(slash ? dir : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (asprintf(&prefix, "/proc/self/fd/%d/%s", fd, slash ? strrchr(v->uds_path, '/') + 1 : v->uds_path) < 0) {
+		close(fd);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&d->lock);
+	if (v->connect_dir >= 0)
+		close(v->connect_dir);
+	if (v->connect_prefix != v->uds_path)
+		free(v->connect_prefix);
+	v->connect_dir = fd;
+	v->connect_prefix = prefix;
+	pthread_mutex_unlock(&d->lock);
+	return 0;
 }
 
 void virtio_vsock_get_stats(struct virtio_dev *d, struct virtio_vsock_stats *s)

@@ -53,6 +53,14 @@ struct virtio_dev *virtio_vsock_create(const struct guest_mem *mem, struct evloo
 				       const struct virtio_vsock_limits *limits);
 
 /*
+ * From now on a guest's connect to host port P reaches "<uds>_P" through
+ * a descriptor of uds's directory opened here (/proc/self/fd/N/NAME_P),
+ * not by its path: a jailed worker's root has no such path
+ * (docs/security.md), only a /proc. Any thread. 0 or -errno.
+ */
+int virtio_vsock_connect_via(struct virtio_dev *d);
+
+/*
  * Drops every connection (host sockets closed) and sends the guest
  * VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, as after a snapshot restore: guest
  * listeners survive, connections do not. Any thread. If the driver has no

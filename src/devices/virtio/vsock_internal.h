@@ -163,6 +163,8 @@ struct vsock_dev {
 	struct evloop *loop;
 	uint64_t guest_cid;
 	char *uds_path;
+	char *connect_prefix;    /* guest connects go to "<connect_prefix>_<port>": uds_path, or through connect_dir */
+	int connect_dir;         /* an O_PATH of uds_path's directory (virtio_vsock_connect_via), or -1 */
 	struct virtio_vsock_limits lim;
 	int listen_fd, epfd, timer_fd, kick_fd;
 	int spare_fd;            /* a dup of kick_fd, closed to refuse clients when out of descriptors */

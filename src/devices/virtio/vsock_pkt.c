@@ -53,7 +53,7 @@ static void vsock_guest_connect(struct vsock_dev *v, const struct vsock_hdr *h)
 		vsock_warn(v, WARN_CONN_LIMIT, "connection limit (%u) reached: refusing", v->lim.max_conns);
 		goto refuse;
 	}
-	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", v->uds_path, h->dst_port);
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", v->connect_prefix, h->dst_port);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
 		vsock_warn(v, WARN_PATH, "socket path for port %u too long: refusing", h->dst_port);
 		goto refuse;
