@@ -11,8 +11,11 @@
  *   kvm_exits_to_init      VM exits (KVM's per-VM debugfs count, in-kernel exits
  *                          included) when the init line arrived, if readable
  * Ours only: process_to_init_ms and kvm_run_to_init_ms from the marker port,
- * user-space exits, and in a separate run the worker's resident memory
- * beyond guest RAM (VmRSS - RssShmem) with the guest idle at /init.
+ * user-space exits, the backing of guest RAM (on stderr; GUEST_MEM_ENV in
+ * the bench's environment picks one: SUPERMACHINE_GUEST_RAM=memfd is the
+ * 4 KiB baseline), and in a separate run on the memfd the worker's
+ * resident memory beyond guest RAM (VmRSS - RssShmem) with the guest idle
+ * at /init.
  *
  * One JSON line per figure: {"bench":"boot","figure":...,"vmm":...,"value":...,"unit":...,"kvm":...}
  */
@@ -35,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/guest_mem.h"
 #include "bench_util.h"
 
 #define MAX_RUNS 64
@@ -191,6 +195,9 @@ static void run_ours(const struct opts *o, struct run *r)
 	if (m)
 		sscanf(m, "guest /init reached after %lf ms (process start), %lf ms", &r->marker_process_ms,
 		       &r->marker_kvm_ms);
+	const char *b = strstr(err, "guest RAM: ");
+	if (b)
+		fprintf(stderr, "boot_bench: %.*s\n", (int)strcspn(b, "\n"), b);
 	const char *s = strstr(err, "stats: exits=");
 	r->user_exits = s ? atoll(s + strlen("stats: exits=")) : -1;
 	if (r->status != 0 || r->to_line_ms < 0) {
@@ -302,6 +309,7 @@ static void memory_run(const struct opts *o)
 		dup2(null, 0);
 		dup2(null, 1);
 		dup2(null, 2);
+		setenv(GUEST_MEM_ENV, "memfd", 1); /* guest RAM is then RssShmem, apart from the worker's own */
 		execv(argv[0], argv);
 		_exit(127);
 	}

@@ -177,6 +177,9 @@ extern const char worker_usage[];
 #define WORKER_USAGE_NET_TX "net_tx_bytes"     /* from the guest */
 #define WORKER_USAGE_VSOCK_RX "vsock_rx_bytes" /* to the guest */
 #define WORKER_USAGE_VSOCK_TX "vsock_tx_bytes" /* from the guest */
+/* what backs guest RAM: enum guest_mem_backing of base/guest_mem.h (1 shmem-thp, 2 hugetlb,
+ * 3 anon-thp, 4 memfd, 5 snapshot); the worker's log names it ("guest RAM: ... backing NAME") */
+#define WORKER_USAGE_RAM_BACKING "ram_backing"
 
 struct worker_request {
 	char name[WORKER_CTL_NAME_MAX];

@@ -111,12 +111,16 @@ static int memory_write_range(int fd, const uint8_t *src, uint64_t len, off_t of
  */
 static bool memory_next_data(const struct guest_mem *m, uint64_t pos, uint64_t *start, uint64_t *end)
 {
-	if (m->fd < 0 || m->file_backed) {
+	bool can_tell = m->fd >= 0 && !m->file_backed;
+	off_t d = can_tell ? lseek(m->fd, (off_t)pos, SEEK_DATA) : -1;
+
+	if (can_tell && d < 0 && errno != ENXIO)
+		can_tell = false; /* a file system without SEEK_DATA: all of it may be data */
+	if (!can_tell) {
 		*start = pos;
 		*end = m->ram_size;
 		return pos < m->ram_size;
 	}
-	off_t d = lseek(m->fd, (off_t)pos, SEEK_DATA);
 	if (d < 0)
 		return false; /* ENXIO: only holes from pos on */
 	off_t h = lseek(m->fd, d, SEEK_HOLE);

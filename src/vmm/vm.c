@@ -125,11 +125,20 @@ static int vm_mem_setup(struct vm *vm, struct vmm_err *err)
 		if (rc == 0)
 			vm->cfg.mem_fd = -1; /* the mapping owns it now */
 	} else {
-		rc = guest_mem_alloc(&vm->mem, size, arch_mem_hole_start(), arch_mem_hole_end());
+		const char *name = getenv(GUEST_MEM_ENV);
+		int want = guest_mem_backing_parse(name);
+		if (want < 0)
+			return vmm_err_set(err, -EINVAL,
+					   GUEST_MEM_ENV "=%s: not auto, shmem-thp, hugetlb, anon-thp or memfd", name);
+		rc = guest_mem_alloc_backing(&vm->mem, (enum guest_mem_backing)want, size, arch_mem_hole_start(),
+					     arch_mem_hole_end());
 	}
 	if (rc < 0)
 		return vmm_err_set(err, rc, "guest RAM of %llu MiB: %s",
 				   (unsigned long long)vm->cfg.mem_mib, strerror(-rc));
+	/* which pages the guest's first touches fault in (bench/boot reads this line) */
+	vmm_log("guest RAM: %llu MiB, backing %s", (unsigned long long)vm->cfg.mem_mib,
+		guest_mem_backing_name(vm->mem.backing));
 	for (unsigned i = 0; i < vm->mem.nregions; i++) {
 		const struct guest_region *r = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region region = {

@@ -310,6 +310,9 @@ static uint64_t usage_rss(const struct worker *w)
 	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+_Static_assert(GUEST_MEM_SHMEM_THP == 1 && GUEST_MEM_MEMFD == 4 && GUEST_MEM_SNAPSHOT == 5,
+	       "the ram_backing numbers proto/worker.h documents");
+
 static void cmd_usage(void *opaque, const char *args, char *reply, size_t len)
 {
 	struct worker *w = opaque;
@@ -321,9 +324,10 @@ static void cmd_usage(void *opaque, const char *args, char *reply, size_t len)
 		usage_add_device(w->dev[i], sum);
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
 	n = (size_t)snprintf(reply, len, "ok " WORKER_USAGE_CPU_NS "=%llu " WORKER_USAGE_RSS "=%llu "
-				 WORKER_USAGE_MEMORY "=%llu",
+				 WORKER_USAGE_MEMORY "=%llu " WORKER_USAGE_RAM_BACKING "=%d",
 			     (unsigned long long)cpu.tv_sec * 1000000000ull + (unsigned long long)cpu.tv_nsec,
-			     (unsigned long long)usage_rss(w), (unsigned long long)w->vm->mem.ram_size);
+			     (unsigned long long)usage_rss(w), (unsigned long long)w->vm->mem.ram_size,
+			     (int)w->vm->mem.backing);
 	for (size_t c = 0; c < USAGE_COUNTERS && n < len; c++)
 		n += (size_t)snprintf(reply + n, len - n, " %s=%llu", usage_counters[c].usage,
 				      (unsigned long long)sum[c]);
