@@ -152,7 +152,7 @@ static void run_qemu(const struct opts *o, struct result *r)
 	snprintf(fsdev, sizeof(fsdev), "local,id=bench,path=%s,security_model=none", o->dir);
 	snprintf(cmdline, sizeof(cmdline), "console=ttyS0 reboot=t panic=-1 quiet fsbench=9p files=%ld mib=%ld",
 		 o->files, o->mib);
-	char *argv[] = { (char *)o->qemu, "-M", "microvm,x-option-roms=off,rtc=off", "-accel", "kvm", "-cpu", "host",
+	char *argv[] = { (char *)o->qemu, "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-accel", "kvm", "-cpu", "host",
 			 "-m", "512", "-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 			 "-serial", "stdio", "-fsdev", fsdev, "-device", "virtio-9p-device,fsdev=bench,mount_tag=bench",
 			 "-kernel", (char *)o->kernel, "-initrd", (char *)o->initrd, "-append", cmdline, NULL };

@@ -211,9 +211,9 @@ static void apt_and_pip(const char *host, int port)
 		 "-o APT::Sandbox::User=root -o Acquire::Retries=3'; "
 		 "apt-get $A -q update; apt-get $A -q download smtest-hello; ls smtest-hello_1.0_all.deb; "
 		 "apt-get $A -q -y install smtest-hello; cat /usr/share/smtest/hello; "
-		 "python3 -m pip download -q --no-deps --index-url http://%s:%d/simple smtest-hello -d /tmp/wheels; "
+		 "python3 -m pip download -q --no-deps --trusted-host %s --index-url http://%s:%d/simple smtest-hello -d /tmp/wheels; "
 		 "ls /tmp/wheels",
-		 host, port, host, port);
+		 host, port, host, host, port);
 	int rc = cli(&out, &err, (const char *[]){ "run", "--memory", "512", "-w", "/tmp", DEBIAN, "sh", "-c", script,
 						   NULL });
 	cr_expect_eq(rc, 0, "stdout: %s\nstderr: %s", s(out), s(err));
