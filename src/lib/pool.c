@@ -395,6 +395,9 @@ static void pool_scan(struct sm_pool *p, uint64_t now)
 			pool_bury(p, s);
 		}
 	}
+	/* a spare that died waiting (killed, or its WORKER_SPARE_WAIT_S ran out): reaped, and pool_step starts another */
+	if (p->spare.pid && !spare_alive(&p->spare))
+		spare_kill(&p->spare);
 	for (s = p->idle.tail; s && pool_live(p) > p->cfg.min; s = prev) {
 		prev = s->prev;
 		if (now - s->idle_since_ns < timeout_ns)
