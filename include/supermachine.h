@@ -747,6 +747,8 @@ typedef struct sm_pool_stats {
 	uint64_t acquires;            /* acquires that returned a VM */
 	uint64_t acquire_timeouts;    /* acquires that gave up at acquire_timeout_ms */
 	uint64_t acquire_p50_us, acquire_p99_us, acquire_max_us; /* over the last 4096 acquires */
+	/* restores whose worker was a spare: exec'd and linked ahead of need (SUPERMACHINE_SPARE=0: none) */
+	uint64_t spare_restores;
 } sm_pool_stats;
 
 /*

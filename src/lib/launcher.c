@@ -38,7 +38,7 @@
 
 #define LAUNCH_CLOEXEC_FALLBACK_MAX 65536 /* descriptors marked one by one without close_range */
 
-enum launch_step { LAUNCH_PARENT, LAUNCH_STDIN, LAUNCH_LOG, LAUNCH_EXEC, LAUNCH_NSTEPS };
+enum launch_step { LAUNCH_PARENT, LAUNCH_STDIN, LAUNCH_LOG, LAUNCH_PASS, LAUNCH_EXEC, LAUNCH_NSTEPS };
 
 /* What a child that failed writes to its status pipe before _exit(127). */
 struct launch_failure {
@@ -133,6 +133,8 @@ static _Noreturn void child_run(const struct launch *l, int status_fd, pid_t par
 	fd = open(l->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || child_dup(fd, STDOUT_FILENO) < 0 || child_dup(fd, STDERR_FILENO) < 0)
 		child_fail(status_fd, LAUNCH_LOG);
+	if (l->pass && child_dup(l->pass_fd, LAUNCH_PASS_FD) < 0)
+		child_fail(status_fd, LAUNCH_PASS);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL); /* the launcher blocks every signal; the program starts with none */
 	execv(l->argv[0], (char *const *)l->argv);
@@ -141,14 +143,14 @@ static _Noreturn void child_run(const struct launch *l, int status_fd, pid_t par
 
 /* ---- the launcher thread ---- */
 
-/* A close-on-exec pipe whose write end is above stderr, which the child replaces. */
+/* A close-on-exec pipe whose write end is above stderr and LAUNCH_PASS_FD, which the child replaces. */
 static int launcher_pipe(int fds[2])
 {
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return -1;
-	if (fds[1] > STDERR_FILENO)
+	if (fds[1] > LAUNCH_PASS_FD)
 		return 0;
-	int high = fcntl(fds[1], F_DUPFD_CLOEXEC, STDERR_FILENO + 1), e = errno;
+	int high = fcntl(fds[1], F_DUPFD_CLOEXEC, LAUNCH_PASS_FD + 1), e = errno;
 	close(fds[1]);
 	fds[1] = high;
 	if (high >= 0)
@@ -304,6 +306,8 @@ static void launch_step_describe(const struct launch *l, int step, char *out, si
 		snprintf(out, len, "open /dev/null as its stdin");
 	else if (step == LAUNCH_LOG)
 		snprintf(out, len, "open its log %s", l->log);
+	else if (step == LAUNCH_PASS)
+		snprintf(out, len, "pass it descriptor %d", l->pass_fd);
 	else
 		snprintf(out, len, "exec");
 }

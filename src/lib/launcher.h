@@ -33,7 +33,12 @@ struct launch {
 	unsigned long namespaces;
 	bool cgroup;             /* it starts in the cgroup v2 directory cgroup_fd (CLONE_INTO_CGROUP) */
 	int cgroup_fd;
+	/* pass_fd is inherited as descriptor LAUNCH_PASS_FD (a spare worker's socket) */
+	bool pass;
+	int pass_fd;
 };
+
+#define LAUNCH_PASS_FD 3
 
 /*
  * Starts l's program from any thread and returns once it has exec'd: its
@@ -41,8 +46,9 @@ struct launch {
  * is the caller's to reap (waitpid works from any thread of the process).
  * A failed exec, or a failed step before it, is an error naming the
  * program, the step and the errno (SM_E_NOT_FOUND for a missing program),
- * and that child is reaped here. Only the standard streams are inherited:
- * every other descriptor is closed at the exec, the caller's or not.
+ * and that child is reaped here. Only the standard streams (and l->pass_fd)
+ * are inherited: every other descriptor is closed at the exec, the caller's
+ * or not.
  */
 int launcher_spawn(const struct launch *l, pid_t *pid, int *pidfd, sm_error **err);
 

@@ -31,6 +31,7 @@
 #include "lib/config.h"
 #include "base/error.h"
 #include "lib/log.h"
+#include "lib/spare.h"
 
 #define POOL_DEFAULT_MAX 4u
 #define POOL_DEFAULT_IDLE_TIMEOUT_MS 60000u
@@ -84,6 +85,16 @@ struct sm_pool {
 	uint32_t retry_ms;
 
 	uint64_t spawned, evicted, died, waits, acquires, acquire_timeouts;
+
+	/*
+	 * The spare worker the next restore takes (spare.h): started by a
+	 * pool thread whenever there is none, so never on an acquire's time.
+	 */
+	bool spares;           /* SUPERMACHINE_SPARE is not 0 and workers are not jailed */
+	char *spare_exe;       /* the worker binary */
+	struct spare spare;    /* pid 0: none */
+	bool spare_starting;
+	uint64_t spare_restores;
 	uint32_t lat_us[POOL_LATENCY_RING];
 	uint64_t nlat;
 
@@ -266,17 +277,36 @@ static bool pool_wants_spawn(const struct sm_pool *p, uint64_t now)
 	return p->waiting > p->idle.n + p->starting + p->resets + p->resetting.n;
 }
 
+/* The spare, lock held: moved out of the pool for one restore. */
+static struct spare pool_take_spare(struct sm_pool *p)
+{
+	struct spare s = p->spare;
+
+	p->spare = (struct spare){ .pidfd = -1, .sock = -1 };
+	return s;
+}
+
+/* A spare a restore did not use, lock held: back if it still waits and none came meanwhile. */
+static void pool_return_spare(struct sm_pool *p, struct spare *s)
+{
+	if (s->pid && !p->spare.pid && !p->closing && spare_alive(s))
+		p->spare = *s, *s = (struct spare){ .pidfd = -1, .sock = -1 };
+	else
+		spare_kill(s); /* killed dead or alive: reaped either way */
+}
+
 /* Called with the lock held; returns with it held. */
 static void pool_spawn(struct sm_pool *p)
 {
 	sm_error *err = NULL;
 	struct pool_slot *s = calloc(1, sizeof(*s));
+	struct spare spare = pool_take_spare(p);
 	struct sm_vm *vm = NULL;
 
 	p->starting++;
 	pthread_mutex_unlock(&p->lock);
 	if (s)
-		vm = sm_vm_restore(p->name, &p->vm_cfg, &err);
+		vm = vm_restore_spare(p->name, &p->vm_cfg, spare.pid ? &spare : NULL, &err);
 	else
 		sm_error_set(&err, SM_E_NOMEM, 0, "restore %s", p->name);
 	/* said before taking the lock: the log callback may call into the pool */
@@ -284,6 +314,9 @@ static void pool_spawn(struct sm_pool *p)
 		log_warn("pool of '%s': %s", p->name, sm_error_string(err));
 	pthread_mutex_lock(&p->lock);
 	p->starting--;
+	pool_return_spare(p, &spare);
+	if (vm && vm->spare_used)
+		p->spare_restores++;
 	if (!vm) {
 		free(s);
 		p->fail_gen++;
@@ -362,6 +395,9 @@ static void pool_scan(struct sm_pool *p, uint64_t now)
 			pool_bury(p, s);
 		}
 	}
+	/* a spare that died waiting (killed, or its WORKER_SPARE_WAIT_S ran out): reaped, and pool_step starts another */
+	if (p->spare.pid && !spare_alive(&p->spare))
+		spare_kill(&p->spare);
 	for (s = p->idle.tail; s && pool_live(p) > p->cfg.min; s = prev) {
 		prev = s->prev;
 		if (now - s->idle_since_ns < timeout_ns)
@@ -370,6 +406,34 @@ static void pool_scan(struct sm_pool *p, uint64_t now)
 		p->evicted++;
 		pool_bury(p, s);
 	}
+}
+
+static bool pool_wants_spare(const struct sm_pool *p)
+{
+	return p->spares && !p->closing && !p->spare.pid && !p->spare_starting;
+}
+
+/* Lock held; returns with it held. A spare that cannot start turns spares off for the pool. */
+static void pool_start_spare(struct sm_pool *p)
+{
+	struct spare s;
+	sm_error *err = NULL;
+	int rc;
+
+	p->spare_starting = true;
+	pthread_mutex_unlock(&p->lock);
+	rc = spare_start(&s, p->spare_exe, &err);
+	if (rc < 0)
+		log_warn("pool of '%s': %s; restoring without spares", p->name, sm_error_string(err));
+	sm_error_free(err);
+	pthread_mutex_lock(&p->lock);
+	p->spare_starting = false;
+	if (rc < 0)
+		p->spares = false;
+	else if (p->closing || p->spare.pid)
+		spare_kill(&s);
+	else
+		p->spare = s;
 }
 
 /* One thing to do, lock held: true when something was done (look again). */
@@ -392,12 +456,17 @@ static bool pool_step(struct sm_pool *p, uint64_t now)
 		pool_spawn(p);
 		return true;
 	}
+	if (pool_wants_spare(p)) {
+		pool_start_spare(p);
+		return true;
+	}
 	return false;
 }
 
 static bool pool_thread_done(const struct sm_pool *p)
 {
-	return p->closing && !p->graveyard.n && !p->resetting.n && !p->starting && !p->resets && !p->stopping;
+	return p->closing && !p->graveyard.n && !p->resetting.n && !p->starting && !p->resets && !p->stopping &&
+	       !p->spare_starting;
 }
 
 static void *pool_thread(void *opaque)
@@ -450,6 +519,7 @@ static void pool_destroy(struct sm_pool *p)
 	pthread_cond_destroy(&p->work);
 	pthread_cond_destroy(&p->ready);
 	free(p->name);
+	free(p->spare_exe);
 	free(p);
 }
 
@@ -461,6 +531,23 @@ static void pool_unref_unlock(struct sm_pool *p)
 	pthread_mutex_unlock(&p->lock);
 	if (last)
 		pool_destroy(p);
+}
+
+/*
+ * Spares, unless turned off or jailed (a jailed worker starts in its own
+ * namespaces). Without the worker binary there are none: the restore
+ * then says what is missing.
+ */
+static void pool_spares_init(struct sm_pool *p)
+{
+	struct vm_asset_paths *a = malloc(sizeof(*a));
+	sm_error *err = NULL;
+
+	p->spare = (struct spare){ .pidfd = -1, .sock = -1 };
+	p->spares = a && spare_wanted() && !vm_jail_wanted() && vm_assets_find(p->vm_cfg.assets, a, &err) == 0 &&
+		    (p->spare_exe = strdup(a->worker)) != NULL;
+	sm_error_free(err);
+	free(a);
 }
 
 static int pool_init(struct sm_pool *p, const char *name, const sm_pool_config *cfg, sm_error **err)
@@ -484,6 +571,7 @@ static int pool_init(struct sm_pool *p, const char *name, const sm_pool_config *
 				    p->cfg.max), -1;
 	if (!(p->name = strdup(name)))
 		return sm_error_set(err, SM_E_NOMEM, 0, "pool"), -1;
+	pool_spares_init(p);
 	p->refs = 1;
 	pthread_mutex_init(&p->lock, NULL);
 	/* deadlines are CLOCK_MONOTONIC: a wall clock step must not end or stretch a wait */
@@ -702,6 +790,7 @@ void sm_pool_get_stats(sm_pool *p, sm_pool_stats *out)
 		.waits = p->waits,
 		.acquires = p->acquires,
 		.acquire_timeouts = p->acquire_timeouts,
+		.spare_restores = p->spare_restores,
 	};
 	n = p->nlat < POOL_LATENCY_RING ? (size_t)p->nlat : POOL_LATENCY_RING;
 	if (lat)
@@ -768,6 +857,7 @@ void sm_pool_free(sm_pool *p)
 		pthread_join(p->threads[i], NULL);
 	pthread_mutex_lock(&p->lock);
 	p->nthreads = 0;
+	spare_kill(&p->spare);
 	pool_wait_busy_exit(p);
 	pool_unref_unlock(p);
 }

@@ -611,6 +611,11 @@ out:
 
 sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *given, sm_error **err)
 {
+	return vm_restore_spare(name_or_dir, given, NULL, err);
+}
+
+sm_vm *vm_restore_spare(const char *name_or_dir, const sm_vm_config *given, struct spare *spare, sm_error **err)
+{
 	struct snap_meta *m = calloc(1, sizeof(*m));
 	struct vm_asset_paths assets;
 	struct sm_vm *vm = vm_alloc();
@@ -626,6 +631,7 @@ sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *given, sm_erro
 	}
 	vm->kind = cfg->detached ? &vm_kind_restored_detached : &vm_kind_restored;
 	vm->remove = !cfg->detached;
+	vm->spare = spare;
 	if (snapshot_resolve(name_or_dir, dir, sizeof(dir), err) < 0 ||
 	    vm_assets_find(cfg->assets, &assets, err) < 0 || snapshot_check(dir, &assets, m, err) < 0)
 		goto fail;
@@ -635,6 +641,7 @@ sm_vm *sm_vm_restore(const char *name_or_dir, const sm_vm_config *given, sm_erro
 	vm_mounts_free(&ms);
 	snapmeta_release(m);
 	free(m);
+	vm->spare = NULL; /* borrowed for the start only */
 	return vm;
 fail:
 	sm_error_wrap(err, "restore %s", name_or_dir ? name_or_dir : "snapshot");

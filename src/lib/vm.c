@@ -29,6 +29,8 @@
 #include "base/fsutil.h"
 #include "lib/hostcheck.h"
 #include "lib/launcher.h"
+#include "lib/log.h"
+#include "lib/spare.h"
 #include "lib/exec.h"
 #include "lib/guestcfg.h"
 #include "lib/snapshot.h"
@@ -553,6 +555,26 @@ static char **vm_args_load(const struct sm_vm *vm, unsigned long *namespaces, sm
 	return v;
 }
 
+/*
+ * l through vm->spare: 0 once the spare runs it. Any failure falls back
+ * to a fresh worker (it is said in the log): a spare saves time, it
+ * never makes a start fail.
+ */
+static int vm_spawn_spare(struct sm_vm *vm, const struct launch *l)
+{
+	sm_error *e = NULL;
+
+	if (!vm->spare || l->detached || l->namespaces || !spare_alive(vm->spare))
+		return -1;
+	if (spare_hand(vm->spare, l->argv, l->log, &vm->pid, &vm->pidfd, &e) < 0) {
+		log_warn("VM %s: %s; starting a fresh worker", vm->id, sm_error_string(e));
+		sm_error_free(e);
+		return -1;
+	}
+	vm->spare_used = true;
+	return 0;
+}
+
 /* j: the jail l was read into (vm_jail_prepare); its namespaces are saved with argv for a restart */
 static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detached, const struct vm_jail *j,
 			 sm_error **err)
@@ -561,10 +583,11 @@ static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detach
 	struct launch l = { .argv = argv, .log = log, .detached = detached, .namespaces = j->namespaces };
 
 	snprintf(log, sizeof(log), "%s/worker.log", vm->dir);
-	if (vm_args_save(vm, argv, j->namespaces, err) < 0 || launcher_spawn(&l, &vm->pid, &vm->pidfd, err) < 0)
+	if (vm_args_save(vm, argv, j->namespaces, err) < 0)
 		return -1;
-	vm->owned = true;
-	return 0;
+	if (vm_spawn_spare(vm, &l) == 0 || launcher_spawn(&l, &vm->pid, &vm->pidfd, err) == 0)
+		return vm->owned = true, 0;
+	return -1;
 }
 
 static void vm_command_string(const char *const *argv, char *out, size_t len)

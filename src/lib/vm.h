@@ -27,6 +27,8 @@
 #define VM_MAX_PORTS 16
 #define VM_RESTART_MAX 32
 
+struct spare;
+
 struct sm_vm {
 	char id[VM_ID_LEN + 1];
 	char dir[VM_PATH_MAX];      /* runtime directory */
@@ -53,6 +55,13 @@ struct sm_vm {
 	uint32_t jail_uid, jail_gid;
 	const struct vm_kind *kind; /* booted, restored, detached, pooled: what free and reset do */
 	void *kind_data;            /* the kind's own (a pooled VM's place in its pool), else NULL */
+	/*
+	 * Borrowed for its start: a spare worker (spare.h) that takes the
+	 * worker's command line unless it is jailed or detached; used or
+	 * not, the start leaves it empty or untouched, never half-used.
+	 */
+	struct spare *spare;
+	bool spare_used;            /* its worker was a spare */
 };
 
 /*
@@ -252,5 +261,11 @@ int vm_failed(struct sm_vm *vm, const char *during, sm_error **err);
 int vm_volume_prepare(const sm_volume *v, sm_error **err);
 /* "1G", "512M", "4096": bytes, or -1. */
 int vm_size_parse(const char *s, uint64_t *bytes);
+
+/*
+ * sm_vm_restore() whose worker may be the spare (spare.h; NULL: none):
+ * the pool's restores (pool.c). vm->spare_used says whether it was.
+ */
+sm_vm *vm_restore_spare(const char *name_or_dir, const sm_vm_config *cfg, struct spare *spare, sm_error **err);
 
 #endif

@@ -666,3 +666,41 @@ int worker_reply_u64(const char *text, const char *key, uint64_t *v)
 	}
 	return -ENOENT;
 }
+
+/* ---- a spare worker's handoff ---- */
+
+ssize_t worker_handoff_encode(const char *const argv[], char *buf, size_t len)
+{
+	size_t n = sizeof(WORKER_SPARE_MAGIC), i;
+
+	if (!argv[0])
+		return -EINVAL;
+	if (n > len)
+		return -E2BIG;
+	memcpy(buf, WORKER_SPARE_MAGIC, n);
+	for (i = 0; argv[i]; i++) {
+		size_t a = strlen(argv[i]) + 1;
+		if (i >= WORKER_MAX_ARGS || a > len - n)
+			return -E2BIG;
+		memcpy(buf + n, argv[i], a);
+		n += a;
+	}
+	return (ssize_t)n;
+}
+
+int worker_handoff_decode(char *buf, size_t n, char **argv, size_t max)
+{
+	size_t off = sizeof(WORKER_SPARE_MAGIC);
+	int argc = 0;
+
+	if (n < off || memcmp(buf, WORKER_SPARE_MAGIC, off) || buf[n - 1] != 0)
+		return -EPROTO;
+	for (; off < n; off += strlen(buf + off) + 1) {
+		if ((size_t)argc + 1 >= max)
+			return -E2BIG;
+		argv[argc++] = buf + off;
+	}
+	if (max)
+		argv[argc] = NULL;
+	return argc ? argc : -EINVAL;
+}

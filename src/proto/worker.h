@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* ---- the launch: the worker's command line, built and parsed here ---- */
 
@@ -197,6 +198,35 @@ int worker_request_parse(const char *line, struct worker_request *r);
 int worker_reply_parse(const char *line, struct worker_reply *r);
 /* The number in text's KEY=NUMBER field: 0, -ENOENT (no such field) or -EINVAL (not a number). */
 int worker_reply_u64(const char *text, const char *key, uint64_t *v);
+
+/*
+ * ---- a spare worker (docs/vmm.md) ----
+ * `supermachine-worker --spare FD` execs and links ahead of need, then
+ * waits on FD, one end of a SOCK_SEQPACKET socketpair, for its real
+ * command line: one message, the magic then argv (argv[0] included), each
+ * NUL-terminated, with the log descriptor (SCM_RIGHTS) that becomes its
+ * stdout and stderr. It answers with one reply line ("ok", or "error
+ * TEXT" and exit status 2) and runs as if started with that argv. It
+ * exits on EOF (the library is gone) or after WORKER_SPARE_WAIT_S.
+ */
+#define WORKER_SPARE_OPTION "--spare"
+#define WORKER_SPARE_MAGIC "sm-handoff-1"
+#define WORKER_SPARE_MSG_MAX 65536
+#define WORKER_SPARE_WAIT_S 600
+
+/*
+ * The handoff message for argv (NULL-terminated) into buf: its length, or
+ * -E2BIG (more than len bytes or WORKER_MAX_ARGS arguments) or -EINVAL
+ * (no arguments).
+ */
+ssize_t worker_handoff_encode(const char *const argv[], char *buf, size_t len);
+/*
+ * Splits the n bytes of a received message in buf into argv (at most max
+ * entries and a NULL, pointing into buf): the argument count, -EPROTO
+ * (no magic, not NUL-terminated) or -E2BIG (more than max - 1 arguments),
+ * -EINVAL (no arguments).
+ */
+int worker_handoff_decode(char *buf, size_t n, char **argv, size_t max);
 
 /* ---- exit statuses (docs/vmm.md). 128+N: ended by host signal N. ---- */
 enum worker_status {

@@ -5,12 +5,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -581,26 +583,144 @@ static void worker_teardown(struct worker *w)
 	worker_launch_free(&w->opt);
 }
 
+/* ---- a spare (proto/worker.h): linked, waiting for its command line ---- */
+
+struct spare_msg {
+	char buf[WORKER_SPARE_MSG_MAX];
+	char *argv[WORKER_MAX_ARGS + 2];
+	int argc;
+};
+
+/* The one message on fd and the log descriptor with it: 0, or -1 with msg saying why. */
+static int spare_receive(int fd, struct spare_msg *m, int *log_fd, char *msg, size_t len)
+{
+	union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } c;
+	struct iovec iov = { m->buf, sizeof(m->buf) };
+	struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	*log_fd = -1;
+	if (poll(&p, 1, WORKER_SPARE_WAIT_S * 1000) == 0)
+		return snprintf(msg, len, "spare: no command line in %d s", WORKER_SPARE_WAIT_S), -1;
+	n = recvmsg(fd, &h, MSG_CMSG_CLOEXEC);
+	cm = n > 0 ? CMSG_FIRSTHDR(&h) : NULL;
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(log_fd, CMSG_DATA(cm), sizeof(int));
+	if (n <= 0)
+		return snprintf(msg, len, "spare: %s", n == 0 ? "the library closed the socket" : strerror(errno)), -1;
+	if (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+		return snprintf(msg, len, "spare: the handoff is cut (over %d bytes, or more than one descriptor)",
+				WORKER_SPARE_MSG_MAX), -1;
+	if (*log_fd < 0)
+		return snprintf(msg, len, "spare: the handoff carries no log descriptor"), -1;
+	m->argc = worker_handoff_decode(m->buf, (size_t)n, m->argv, sizeof(m->argv) / sizeof(m->argv[0]));
+	if (m->argc < 0)
+		return snprintf(msg, len, "spare: malformed handoff: %s",
+				m->argc == -E2BIG ? "too many arguments" : "no magic, no arguments or not NUL-terminated"),
+		       -1;
+	return 0;
+}
+
+/* The handoff's command line as the worker's: what a spare may not be asked for is refused. */
+static int spare_parse(struct worker *w, struct spare_msg *m, char *msg, size_t len)
+{
+	if (worker_launch_parse(m->argc, m->argv, &w->opt, msg, len) < 0)
+		return -1;
+	if (w->opt.help || w->opt.jail.root)
+		return snprintf(msg, len, "spare: a handoff may not ask for %s",
+				w->opt.help ? "--help" : "a jail (a spare runs in the host's namespaces)"), -1;
+	return 0;
+}
+
+static void spare_reply(int fd, const char *line)
+{
+	if (send(fd, line, strlen(line), MSG_NOSIGNAL) < 0)
+		fprintf(stderr, VMM_LOG_PREFIX "spare: reply: %s\n", strerror(errno));
+}
+
+/*
+ * Waits on the socket fd for the command line and the log; then the log
+ * is stdout and stderr. 0, or an exit status once the refusal is said
+ * (on the log when one came, else on the spare's own stderr, and back on
+ * the socket).
+ */
+static int spare_wait(struct worker *w, int fd, struct spare_msg *m)
+{
+	char msg[600], line[WORKER_CTL_LINE_MAX];
+	int log_fd, rc = spare_receive(fd, m, &log_fd, msg, sizeof(msg));
+
+	if (log_fd >= 0 && (dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0))
+		rc = -1, snprintf(msg, sizeof(msg), "spare: the log descriptor: %s", strerror(errno));
+	if (log_fd >= 0)
+		close(log_fd);
+	if (rc == 0)
+		rc = spare_parse(w, m, msg, sizeof(msg));
+	snprintf(line, sizeof(line), rc == 0 ? "ok" : "error %s", msg);
+	spare_reply(fd, line);
+	close(fd);
+	return rc == 0 ? 0 : usage_error(msg);
+}
+
+/* `--spare FD`: the descriptor, or -1 when argv asks for something else. */
+static int spare_fd(int argc, char **argv)
+{
+	char *end;
+	long fd;
+
+	if (argc != 3 || strcmp(argv[1], WORKER_SPARE_OPTION))
+		return -1;
+	fd = strtol(argv[2], &end, 10);
+	return *argv[2] && !*end && fd > STDERR_FILENO && fd < 1024 ? (int)fd : -1;
+}
+
+/* The command line: argv's, or a spare's handoff. Returns an exit status, or -1 to go on. */
+static int worker_options(struct worker *w, int argc, char **argv, struct spare_msg **spare)
+{
+	char msg[512];
+	int fd = spare_fd(argc, argv);
+
+	/* Whatever the parent leaked is not ours to keep once the guest runs. */
+	if (fd > STDERR_FILENO + 1)
+		close_range(STDERR_FILENO + 1, (unsigned)fd - 1, 0);
+	close_range(fd < 0 ? (unsigned)STDERR_FILENO + 1 : (unsigned)fd + 1, ~0U, 0);
+	if (fd >= 0) {
+		*spare = calloc(1, sizeof(**spare));
+		if (!*spare)
+			return close(fd), usage_error("spare: out of memory");
+		int status = spare_wait(w, fd, *spare);
+		return status ? status : -1;
+	}
+	if (argc >= 2 && !strcmp(argv[1], WORKER_SPARE_OPTION))
+		return usage_error(WORKER_SPARE_OPTION ": wants one descriptor above 2 and nothing else");
+	if (worker_launch_parse(argc, argv, &w->opt, msg, sizeof(msg)) < 0)
+		return usage_error(msg);
+	if (w->opt.help) {
+		fputs(worker_usage, stdout);
+		return 0;
+	}
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	struct worker w = { .signal_fd = -1, .statm_fd = -1 };
+	struct spare_msg *spare = NULL;
 	struct timespec t0;
 	char msg[512];
 	int status;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (unsigned i = 0; i < WORKER_MAX_MOUNTS; i++)
 		w.mount_fd[i] = -1;
-	/* Whatever the parent leaked is not ours to keep once the guest runs. */
-	close_range(3, ~0U, 0);
-	if (worker_launch_parse(argc, argv, &w.opt, msg, sizeof(msg)) < 0) {
+	status = worker_options(&w, argc, argv, &spare);
+	/* a spare's start is its handoff: the restore's clock starts there */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (status >= 0) {
 		worker_launch_free(&w.opt);
-		return usage_error(msg);
-	}
-	if (w.opt.help) {
-		fputs(worker_usage, stdout);
-		worker_launch_free(&w.opt);
-		return 0;
+		free(spare);
+		return status;
 	}
 	status = worker_setup(&w, &t0);
 	if (status < 0) {
@@ -615,5 +735,6 @@ int main(int argc, char **argv)
 			status);
 	}
 	worker_teardown(&w);
+	free(spare); /* w.opt pointed into it: freed by worker_teardown first */
 	return status;
 }

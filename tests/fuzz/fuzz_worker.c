@@ -3,7 +3,7 @@
  * (src/proto/worker.c) on arbitrary bytes: a control request line as the
  * worker reads it, a reply line as the library reads it (and its
  * KEY=NUMBER fields), and a command line as the worker parses it (the
- * input split at NUL bytes into argv).
+ * input split at NUL bytes into argv), and a spare's handoff message.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,6 +43,17 @@ static void fuzz_argv(char *buf, size_t len)
 	worker_launch_free(&l);
 }
 
+/* A handoff as a spare decodes it, then parses it as its command line. */
+static void fuzz_handoff(char *buf, size_t len)
+{
+	char *argv[MAX_ARGS + 1], err[256];
+	struct worker_launch l;
+	int argc = worker_handoff_decode(buf, len, argv, MAX_ARGS + 1);
+
+	if (argc > 0 && worker_launch_parse(argc, argv, &l, err, sizeof(err)) == 0)
+		worker_launch_free(&l);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -55,6 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s[size] = 0;
 	fuzz_lines(s);
 	fuzz_argv(s, size);
+	memcpy(s, data, size); /* the split wrote NULs nowhere, but getopt may have permuted */
+	fuzz_handoff(s, size);
 	free(s);
 	return 0;
 }

@@ -249,3 +249,34 @@ Test(worker_control, replies_are_ok_or_error_with_fields)
 	cr_expect_eq(worker_reply_parse("", &r), -EPROTO);
 	cr_expect_eq(worker_reply_parse("errors", &r), -EPROTO);
 }
+
+/* A spare's handoff (proto/worker.h): argv in one message, read back as sent. */
+Test(worker_launch, handoff_round_trips)
+{
+	const char *argv[] = { "/w", "--restore", "/s", "--vsock", "", NULL };
+	char buf[256], *back[8];
+	ssize_t n = worker_handoff_encode(argv, buf, sizeof(buf));
+
+	cr_assert_gt(n, 0);
+	cr_assert_eq(worker_handoff_decode(buf, (size_t)n, back, 8), 5);
+	for (int i = 0; i < 5; i++)
+		cr_assert_str_eq(back[i], argv[i]);
+	cr_assert_null(back[5]);
+}
+
+Test(worker_launch, a_malformed_handoff_is_refused)
+{
+	const char *argv[] = { "/w", "--restore", "/s", NULL }, *none[] = { NULL };
+	char buf[256], *back[3];
+	ssize_t n = worker_handoff_encode(argv, buf, sizeof(buf));
+
+	cr_assert_eq(worker_handoff_encode(none, buf, sizeof(buf)), -EINVAL);
+	cr_assert_eq(worker_handoff_encode(argv, buf, 16), -E2BIG);
+	n = worker_handoff_encode(argv, buf, sizeof(buf));
+	cr_assert_eq(worker_handoff_decode(buf, (size_t)n - 1, back, 8), -EPROTO, "not NUL-terminated");
+	cr_assert_eq(worker_handoff_decode(buf, (size_t)n, back, 3), -E2BIG, "more arguments than room");
+	cr_assert_eq(worker_handoff_decode(buf, sizeof(WORKER_SPARE_MAGIC), back, 3), -EINVAL, "no arguments");
+	buf[0] = 'x';
+	cr_assert_eq(worker_handoff_decode(buf, (size_t)n, back, 8), -EPROTO, "no magic");
+	cr_assert_eq(worker_handoff_decode(buf, 3, back, 8), -EPROTO, "shorter than the magic");
+}
