@@ -24,6 +24,7 @@
 #include "base/fsutil.h"
 #include "lib/assets.h"
 #include "lib/vm.h"
+#include "lib/vm_cgroup.h"
 #include "oci/oci.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -381,17 +382,83 @@ static int jail_namespaces_errno(void)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
 }
 
+void hostcheck_judge_userns(struct sm_host_report *r, int unprivileged_clone, long max_user_namespaces)
+{
+	char max[24] = "unknown";
+
+	if (unprivileged_clone == 0) {
+		item_add(r, "jail", SM_CHECK_OK, "not root: workers run with seccomp and no_new_privs only; user "
+			 "namespaces are not allowed here (kernel.unprivileged_userns_clone=0)");
+		return;
+	}
+	if (max_user_namespaces == 0) {
+		item_add(r, "jail", SM_CHECK_OK, "not root: workers run with seccomp and no_new_privs only; user "
+			 "namespaces are not allowed here (user.max_user_namespaces=0)");
+		return;
+	}
+	if (max_user_namespaces > 0)
+		snprintf(max, sizeof(max), "%ld", max_user_namespaces);
+	item_add(r, "jail", SM_CHECK_OK, "not root: workers run with seccomp and no_new_privs, without a jail; "
+		 "user namespaces are possible here (user.max_user_namespaces=%s) but not used yet", max);
+}
+
+/* A number from a /proc/sys file: -1 when it is absent or not a number. */
+static long read_sysctl(const char *path)
+{
+	char buf[64], *end;
+	long v;
+
+	read_line(path, buf, sizeof(buf));
+	errno = 0;
+	v = strtol(buf, &end, 10);
+	return !buf[0] || *end || errno || v < 0 ? -1 : v;
+}
+
+static void check_userns(struct sm_host_report *r)
+{
+	hostcheck_judge_userns(r, (int)read_sysctl("/proc/sys/kernel/unprivileged_userns_clone"),
+			       read_sysctl("/proc/sys/user/max_user_namespaces"));
+}
+
+void hostcheck_judge_cgroup(struct sm_host_report *r, bool jailed, const char *parent, const char *why)
+{
+	struct host_item *it;
+
+	if (parent) {
+		item_add(r, "cgroup", SM_CHECK_OK, "%s worker gets a cgroup v2 leaf under %s: memory.max = guest "
+			 "RAM + %u MiB, cpu.max = its vCPUs", jailed ? "each jailed" : "with SUPERMACHINE_JAIL=1, each",
+			 parent, VM_CGROUP_VMM_MIB + VM_CGROUP_VSOCK_MIB);
+		return;
+	}
+	if (!jailed) {
+		item_add(r, "cgroup", SM_CHECK_OK, "no cgroup leaf for workers (nor with SUPERMACHINE_JAIL=1): %s", why);
+		return;
+	}
+	it = item_add(r, "cgroup", SM_CHECK_WARN, "jailed workers get no cgroup leaf, so no memory.max or cpu.max: "
+		      "%s", why);
+	item_hint(it, "run as root where cgroup v2 is mounted on " VM_CGROUP_ROOT " with the memory and cpu "
+		  "controllers enabled for this process's cgroup");
+}
+
+static void check_cgroup(struct sm_host_report *r)
+{
+	char parent[4096], why[512];
+
+	if (geteuid() != 0)
+		return; /* only a jailed worker, root's, gets a leaf */
+	if (vm_cgroup_host(parent, sizeof(parent), why, sizeof(why)) < 0)
+		return hostcheck_judge_cgroup(r, vm_jail_wanted(), NULL, why);
+	hostcheck_judge_cgroup(r, vm_jail_wanted(), parent, NULL);
+}
+
 /* Which confinement a worker started now gets (docs/security.md): the jail, or seccomp alone. */
 static void check_jail(struct sm_host_report *r)
 {
 	struct host_item *it;
 	int e;
 
-	if (geteuid() != 0) {
-		item_add(r, "jail", SM_CHECK_OK, "not root: workers run with seccomp and no_new_privs, "
-			 "without a jail (user namespaces are not used yet)");
-		return;
-	}
+	if (geteuid() != 0)
+		return check_userns(r);
 	if (!vm_jail_wanted()) {
 		it = item_add(r, "jail", SM_CHECK_WARN, "workers run as root with seccomp and no_new_privs only: "
 			      "the jail is opt-in in this version");
@@ -453,6 +520,7 @@ sm_host_report *sm_host_check(unsigned flags, sm_error **err)
 		check_overcommit(r);
 		check_seccomp(r);
 		check_jail(r);
+		check_cgroup(r);
 	}
 	if (kvm_failed(r))
 		hostcheck_judge_nested(r, find_qemu(qemu, sizeof(qemu)));

@@ -51,6 +51,17 @@ void hostcheck_judge_kvm(struct sm_host_report *r, const char *device, const str
 void hostcheck_judge_store(struct sm_host_report *r, const char *root, int write_errno, uint64_t free_bytes);
 /* The tests/nested hint, for a host whose KVM cannot run VMs: qemu is the path of QEMU, or NULL. */
 void hostcheck_judge_nested(struct sm_host_report *r, const char *qemu);
+/*
+ * The jail line of a process that is not root, from the host's user
+ * namespace settings: kernel.unprivileged_userns_clone (-1: no such
+ * setting) and user.max_user_namespaces (-1: unreadable).
+ */
+void hostcheck_judge_userns(struct sm_host_report *r, int unprivileged_clone, long max_user_namespaces);
+/*
+ * The cgroup line of root: the leaves' parent (vm_cgroup_probe), or NULL
+ * and why there can be none; jailed: SUPERMACHINE_JAIL=1.
+ */
+void hostcheck_judge_cgroup(struct sm_host_report *r, bool jailed, const char *parent, const char *why);
 /* False when any line is a FAIL. */
 bool hostcheck_can_run(const struct sm_host_report *r);
 

@@ -510,6 +510,9 @@ static int restore_spawn(struct sm_vm *vm, const char *dir, const struct vm_asse
 			 struct worker_launch *l, sm_error **err)
 {
 	snapmeta_launch(m, l);
+	/* not on the command line (the snapshot says them): for the jail's cgroup leaf */
+	l->memory_mib = m->memory_mib;
+	l->vcpus = m->vcpus;
 	l->restore = dir;
 	l->vsock = vm->vsock, l->control = vm->control, l->console = vm->console;
 	for (unsigned i = 0; i < m->nvolumes; i++) {

@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "base/fsutil.h"
 #include "lib/snapshot.h"
+#include "lib/vm_cgroup.h"
 #include "lib/vm.h"
 #include "oci/oci.h"
 
@@ -134,6 +135,7 @@ static int prune_vms(sm_prune_report *r, sm_error **err)
 		r->vm_bytes += du.bytes;
 	}
 	sm_vm_list_free(l);
+	vm_cgroup_prune(base); /* leaves whose VM's directory is gone: a crashed process's */
 	return 0;
 }
 

@@ -34,6 +34,7 @@
 #include "lib/exec.h"
 #include "lib/guestcfg.h"
 #include "lib/snapshot.h"
+#include "lib/vm_cgroup.h"
 #include "lib/vm_mount.h"
 #include "oci/oci.h"
 
@@ -486,10 +487,12 @@ int vm_spawn_launch(struct sm_vm *vm, const struct worker_launch *l, const char 
 		return -1;
 	rc = worker_launch_argv(&jailed, exe, &argv, why, sizeof(why));
 	if (rc < 0)
-		return sm_error_set(err, rc == -ENOMEM ? SM_E_NOMEM : SM_E_INVALID, 0, "worker command line: %s",
-				    why), -1;
-	rc = vm_spawn_argv(vm, (const char *const *)argv, detached, &j, err);
+		rc = (sm_error_set(err, rc == -ENOMEM ? SM_E_NOMEM : SM_E_INVALID, 0, "worker command line: %s", why), -1);
+	else
+		rc = vm_spawn_argv(vm, (const char *const *)argv, detached, &j, err);
 	worker_argv_free(argv);
+	if (j.cgroup_fd >= 0)
+		close(j.cgroup_fd);
 	return rc;
 }
 
@@ -580,7 +583,8 @@ static int vm_spawn_argv(struct sm_vm *vm, const char *const argv[], bool detach
 			 sm_error **err)
 {
 	char log[VM_PATH_MAX + 16];
-	struct launch l = { .argv = argv, .log = log, .detached = detached, .namespaces = j->namespaces };
+	struct launch l = { .argv = argv, .log = log, .detached = detached, .namespaces = j->namespaces,
+			    .cgroup = j->cgroup_fd >= 0, .cgroup_fd = j->cgroup_fd };
 
 	snprintf(log, sizeof(log), "%s/worker.log", vm->dir);
 	if (vm_args_save(vm, argv, j->namespaces, err) < 0)
@@ -1089,7 +1093,7 @@ static int vm_record_restart(struct vm_meta *m, void *arg)
 int sm_vm_restart(sm_vm *vm, sm_error **err)
 {
 	struct vm_meta m;
-	struct vm_jail j = { .namespaces = 0 };
+	struct vm_jail j = { .namespaces = 0, .cgroup_fd = -1 };
 	char **argv;
 
 	if (sm_vm_running(vm))
@@ -1110,8 +1114,12 @@ int sm_vm_restart(sm_vm *vm, sm_error **err)
 	vm->pidfd = -1;
 	vm->exited = false;
 	vm->exit_status = 0;
+	if (j.namespaces)
+		j.cgroup_fd = vm_cgroup_open(vm->id); /* the leaf stays until the VM is removed */
 	int rc = vm_spawn_argv(vm, (const char *const *)argv, m.detached, &j, err);
 	strv_free(argv);
+	if (j.cgroup_fd >= 0)
+		close(j.cgroup_fd);
 	if (rc < 0 || vm_meta_update(vm, vm_record_restart, vm, err) < 0)
 		return sm_error_wrap(err, "restart VM %s", vm->id), -1;
 	return vm_wait_agent(vm, VM_DEFAULT_BOOT_TIMEOUT_MS, true, err);

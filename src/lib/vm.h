@@ -214,12 +214,14 @@ struct vm_machine {
 struct vm_jail {
 	char root[VM_PATH_MAX + 8];
 	unsigned long namespaces;   /* 0: no jail */
+	int cgroup_fd;              /* its cgroup v2 leaf (vm_cgroup.h), or -1: none */
 };
 
 /*
  * When the library runs as root and SUPERMACHINE_JAIL=1: fills
- * l->jail and j for vm's worker and marks vm jailed. 0 (also when no jail
- * applies), or -1 with err set.
+ * l->jail and j for vm's worker, makes its cgroup leaf where the host
+ * allows one, and marks vm jailed. 0 (also when no jail applies), or -1
+ * with err set; j->cgroup_fd is the caller's to close.
  */
 int vm_jail_prepare(struct sm_vm *vm, struct worker_launch *l, struct vm_jail *j, sm_error **err);
 /*

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "lib/vm_cgroup.h"
 #include "oci/oci.h"
 
 /*
@@ -93,6 +94,7 @@ int vm_jail_prepare(struct sm_vm *vm, struct worker_launch *l, struct vm_jail *j
 	uint32_t uid = 0, gid = 0;
 
 	j->namespaces = 0;
+	j->cgroup_fd = -1;
 	if (!vm_jail_wanted())
 		return 0;
 	/* shared host directories are served with root's rights, as virtiofsd does */
@@ -102,6 +104,9 @@ int vm_jail_prepare(struct sm_vm *vm, struct worker_launch *l, struct vm_jail *j
 	if (mkdir(j->root, 0700) < 0 && errno != EEXIST)
 		return sm_error_set(err, SM_E_IO, errno, "jail: create %s", j->root), -1;
 	if (gid && jail_runtime_dir(vm, gid, err) < 0)
+		return -1;
+	struct vm_cgroup_limits lim = { .memory_mib = l->memory_mib, .vcpus = l->vcpus, .nmounts = l->nmounts };
+	if (vm_cgroup_start(vm->id, &lim, &j->cgroup_fd, err) < 0)
 		return -1;
 	/* no paths: a capture's directory comes as a descriptor (snapshot.c) */
 	l->jail = (struct worker_jail){ .root = j->root, .uid = uid, .gid = gid };

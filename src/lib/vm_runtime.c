@@ -25,6 +25,7 @@
 #include "base/error.h"
 #include "base/fsutil.h"
 #include "lib/log.h"
+#include "lib/vm_cgroup.h"
 
 /* dir/name into out; lengths were bounded by vm_runtime_base(), so a cut means a bug: empty path. */
 static void runtime_join(char *out, size_t len, const char *dir, const char *name)
@@ -266,6 +267,7 @@ void vm_runtime_remove_dir(const char *dir)
 	if (!dir[0])
 		return;
 	runtime_unname(id ? id + 1 : dir);
+	vm_cgroup_remove(id ? id + 1 : dir); /* the worker ended: its leaf is empty */
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return;

@@ -225,6 +225,48 @@ Test(hostcheck, text_and_json)
 	sm_host_report_free(r);
 }
 
+Test(hostcheck, not_root_says_whether_user_namespaces_are_possible)
+{
+	struct sm_host_report r = { .n = 0 };
+
+	hostcheck_judge_userns(&r, -1, 63000);
+	cr_expect(strstr(find(&r, "jail")->detail, "user namespaces are possible here (user.max_user_namespaces=63000)"),
+		  "%s", r.items[0].detail);
+	r.n = 0;
+	hostcheck_judge_userns(&r, 0, 63000);
+	cr_expect(strstr(find(&r, "jail")->detail, "seccomp and no_new_privs only"), "%s", r.items[0].detail);
+	cr_expect(strstr(find(&r, "jail")->detail, "kernel.unprivileged_userns_clone=0"));
+	r.n = 0;
+	hostcheck_judge_userns(&r, 1, 0);
+	cr_expect(strstr(find(&r, "jail")->detail, "user.max_user_namespaces=0"), "%s", r.items[0].detail);
+	cr_expect_eq(status_of(&r, "jail"), SM_CHECK_OK);
+}
+
+Test(hostcheck, cgroup_leaf_or_why_not)
+{
+	struct sm_host_report *r = calloc(1, sizeof(*r));
+	char *text;
+
+	cr_assert(r);
+	hostcheck_judge_cgroup(r, true, "/sys/fs/cgroup/supermachine", NULL);
+	cr_expect_eq(status_of(r, "cgroup"), SM_CHECK_OK);
+	cr_expect(strstr(find(r, "cgroup")->detail, "each jailed worker gets a cgroup v2 leaf under "
+			 "/sys/fs/cgroup/supermachine"), "%s", find(r, "cgroup")->detail);
+	r->n = 0;
+	hostcheck_judge_cgroup(r, false, NULL, "no cgroup v2 hierarchy on /sys/fs/cgroup (cgroup v1, or a hybrid host)");
+	cr_expect_eq(status_of(r, "cgroup"), SM_CHECK_OK, "no jail: nothing is missing");
+	r->n = 0;
+	hostcheck_judge_cgroup(r, true, NULL, "no cgroup v2 hierarchy on /sys/fs/cgroup (cgroup v1, or a hybrid host)");
+	text = sm_host_report_text(r);
+	cr_assert(text);
+	cr_expect(strstr(text, "warn  cgroup           jailed workers get no cgroup leaf, so no memory.max or "
+			 "cpu.max: no cgroup v2 hierarchy on /sys/fs/cgroup"), "%s", text);
+	cr_expect(strstr(text, "-> run as root where cgroup v2 is mounted"), "%s", text);
+	cr_expect(sm_host_report_can_run(r), "a missing leaf does not stop VMs");
+	free(text);
+	sm_host_report_free(r);
+}
+
 Test(hostcheck, internal_error_says_what_and_where)
 {
 	static const uint8_t insn[] = { 0x0f, 0x01, 0xd9 };

@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <supermachine.h>
 
 #include "../fixtures/oci_fixture.h"
+#include "lib/vm_cgroup.h"
 
 #define JAIL_ID_BASE 0x5e000000ul /* WORKER_JAIL_ID_BASE */
 
@@ -110,6 +112,67 @@ Test(jail, booted_and_restored_workers_run_jailed)
 	expect_jailed(clone);
 	sm_vm_stop(clone, 0, NULL);
 	sm_vm_free(clone);
+}
+
+/*
+ * Where this host puts jailed workers' cgroup leaves, from `check`'s
+ * cgroup line ("... a cgroup v2 leaf under PARENT: ..."); false when it
+ * allows none (a hybrid host, controllers not delegated).
+ */
+static bool cgroup_parent(char *out, size_t len)
+{
+	static const char mark[] = "leaf under ";
+	sm_host_report *r = sm_host_check(0, NULL);
+	bool found = false;
+
+	for (size_t i = 0; r && i < sm_host_report_count(r); i++) {
+		const char *d = sm_host_report_detail(r, i), *p = strstr(d, mark);
+		if (strcmp(sm_host_report_name(r, i), "cgroup") || !p)
+			continue;
+		p += strlen(mark);
+		snprintf(out, len, "%.*s", (int)strcspn(p, ":"), p);
+		found = true;
+	}
+	sm_host_report_free(r);
+	return found;
+}
+
+static void read_text(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+
+	cr_assert_not_null(f, "%s", path);
+	buf[fread(buf, 1, len - 1, f)] = 0;
+	fclose(f);
+}
+
+Test(jail, worker_runs_in_its_cgroup_leaf)
+{
+	sm_vm_config cfg = { .size = sizeof(cfg), .memory_mib = 256, .vcpus = 2 };
+	char parent[4096], leaf[4200], path[4300], text[4096], want[4300];
+	sm_error *err = NULL;
+	struct stat st;
+	sm_vm *vm;
+
+	if (!cgroup_parent(parent, sizeof(parent)))
+		cr_skip_test("this host allows no cgroup v2 leaf (see `supermachine check`)");
+	vm = sm_vm_start(IMAGE, &cfg, &err);
+	cr_assert_not_null(vm, "%s", err ? sm_error_string(err) : "");
+	snprintf(leaf, sizeof(leaf), "%s/%s", parent, sm_vm_id(vm));
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", worker_pid(vm));
+	read_text(path, text, sizeof(text));
+	/* the leaf's path in the hierarchy: parent below /sys/fs/cgroup */
+	snprintf(want, sizeof(want), "0::%s/%s\n", parent + strlen(VM_CGROUP_ROOT), sm_vm_id(vm));
+	cr_expect(strstr(text, want), "the worker's cgroups: %s, want %s", text, want);
+	snprintf(path, sizeof(path), "%s/memory.max", leaf);
+	read_text(path, text, sizeof(text));
+	cr_expect_eq(strtoull(text, NULL, 10), (256ull + VM_CGROUP_VMM_MIB + VM_CGROUP_VSOCK_MIB) << 20, "memory.max %s", text);
+	snprintf(path, sizeof(path), "%s/cpu.max", leaf);
+	read_text(path, text, sizeof(text));
+	cr_expect_str_eq(text, "200000 100000\n");
+	sm_vm_stop(vm, 0, NULL);
+	sm_vm_free(vm);
+	cr_expect_neq(stat(leaf, &st), 0, "%s outlived its VM", leaf);
 }
 
 /* A snapshot directory holds files alone. */
