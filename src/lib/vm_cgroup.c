@@ -190,8 +190,10 @@ void vm_cgroup_format(const struct vm_cgroup_limits *lim, char *memory_max, size
 static int cg_leaf_limit(const char *leaf, const char *file, const char *value, sm_error **err)
 {
 	char path[PATH_MAX];
+	int n = snprintf(path, sizeof(path), "%s/%s", leaf, file);
 
-	snprintf(path, sizeof(path), "%s/%s", leaf, file);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return sm_error_set(err, SM_E_INVALID, 0, "cgroup leaf %s: path too long", leaf), -1;
 	if (cg_write(path, value) < 0)
 		return sm_error_set(err, SM_E_IO, errno, "cgroup leaf: write %s to %s", value, path), -1;
 	return 0;

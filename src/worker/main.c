@@ -649,7 +649,7 @@ static void spare_reply(int fd, const char *line)
  */
 static int spare_wait(struct worker *w, int fd, struct spare_msg *m)
 {
-	char msg[600], line[WORKER_CTL_LINE_MAX];
+	char msg[WORKER_CTL_LINE_MAX - 16], line[WORKER_CTL_LINE_MAX]; /* "error " and msg fit a line */
 	int log_fd, rc = spare_receive(fd, m, &log_fd, msg, sizeof(msg));
 
 	if (log_fd >= 0 && (dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0))
