@@ -136,9 +136,10 @@ static int vm_mem_setup(struct vm *vm, struct vmm_err *err)
 	if (rc < 0)
 		return vmm_err_set(err, rc, "guest RAM of %llu MiB: %s",
 				   (unsigned long long)vm->cfg.mem_mib, strerror(-rc));
-	/* which pages the guest's first touches fault in (bench/boot reads this line) */
-	vmm_log("guest RAM: %llu MiB, backing %s", (unsigned long long)vm->cfg.mem_mib,
-		guest_mem_backing_name(vm->mem.backing));
+	/* which pages a boot's first touches fault in (bench/boot reads this line); a restore's are the snapshot's */
+	if (vm->mem.backing != GUEST_MEM_SNAPSHOT)
+		vmm_log("guest RAM: %llu MiB, backing %s", (unsigned long long)vm->cfg.mem_mib,
+			guest_mem_backing_name(vm->mem.backing));
 	for (unsigned i = 0; i < vm->mem.nregions; i++) {
 		const struct guest_region *r = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region region = {
