@@ -118,7 +118,7 @@ static double host_cpu_s(void)
 /*
  * Acquires that each wait for a restore (min 0, max 1; every VM stopped
  * before its release retires it), the restore taking the pool's spare
- * worker unless SUPERMACHINE_SPARE=0: acquire latency and host CPU per
+ * worker with SUPERMACHINE_SPARE=1: acquire latency and host CPU per
  * restore, and how many restores had a spare (bench/README.md).
  */
 static int bench_cold(unsigned rounds)

@@ -90,7 +90,7 @@ struct sm_pool {
 	 * The spare worker the next restore takes (spare.h): started by a
 	 * pool thread whenever there is none, so never on an acquire's time.
 	 */
-	bool spares;           /* SUPERMACHINE_SPARE is not 0 and workers are not jailed */
+	bool spares;           /* SUPERMACHINE_SPARE=1 and workers are not jailed */
 	char *spare_exe;       /* the worker binary */
 	struct spare spare;    /* pid 0: none */
 	bool spare_starting;

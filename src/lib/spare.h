@@ -20,7 +20,7 @@ struct spare {
 	int sock;   /* the library's end of the socketpair */
 };
 
-/* Whether spares are used: unless SUPERMACHINE_SPARE=0 (bench/README.md measures both). */
+/* Whether spares are used: with SUPERMACHINE_SPARE=1 (bench/README.md measures both). */
 bool spare_wanted(void);
 /* Starts a spare of the worker binary exe into s (empty before). */
 int spare_start(struct spare *s, const char *exe, sm_error **err);
