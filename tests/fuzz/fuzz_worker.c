@@ -50,8 +50,10 @@ static void fuzz_handoff(char *buf, size_t len)
 	struct worker_launch l;
 	int argc = worker_handoff_decode(buf, len, argv, MAX_ARGS + 1);
 
-	if (argc > 0 && worker_launch_parse(argc, argv, &l, err, sizeof(err)) == 0)
-		worker_launch_free(&l);
+	if (argc <= 0)
+		return;
+	worker_launch_parse(argc, argv, &l, err, sizeof(err));
+	worker_launch_free(&l); /* after a failed parse too, as its contract says */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
